@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+VENV    ?= .venv
+PYTHON  ?= python3
+STAMP   := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+HOST    ?= 127.0.0.1
+PORT    ?= 5000
+
+.PHONY: install run test bench system-deps clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+# Debian packages the tests need: PostgreSQL server binaries (a throwaway cluster is started by
+# the tests themselves).
+system-deps:
+	@bash scripts/system-deps.sh
+
+run: install
+	$(VENV)/bin/flask --app app setup
+	SVI_ALLOW_SIMULATED_TIME=$${SVI_ALLOW_SIMULATED_TIME:-1} \
+	  $(VENV)/bin/flask --app app run --host $(HOST) --port $(PORT)
+
+test: install system-deps
+	$(VENV)/bin/python -m pytest
+
+bench: install system-deps
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,50 @@
+"""SVI: the single-number telephone assistance. `flask --app app run` starts it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, abort, send_from_directory
+
+from core import settings
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Application factory: settings, database, flow definition, blueprints, CLI."""
+    app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"))
+    app.config.update(settings.load(app.instance_path, overrides=test_config))
+    logging.basicConfig(level=app.config["LOG_LEVEL"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from core import db
+    app.config.setdefault("CLOCK", db.utcnow)
+    db.init_app(app)
+
+    from callflows import definition
+    app.extensions["svi.flow"] = definition.load(app.config["SVI_FLOW_FILE"] or None)
+
+    from ivr.blueprint import bp as ivr_bp
+    app.register_blueprint(ivr_bp)
+
+    import prompts
+
+    @app.get("/prompts/audio/<path:name>")
+    def prompt_audio(name: str):
+        """Recorded prompts played by Twilio instead of speech."""
+        if prompts.audio_file(Path(name).stem) != name:
+            abort(404)
+        return send_from_directory(prompts.AUDIO_DIR, name)
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness probe for the load balancer."""
+        return {"status": "ok"}
+
+    from core import cli as core_cli
+    from directory import cli as directory_cli
+    from ivr import simulator
+    core_cli.init_app(app)
+    directory_cli.init_app(app)
+    simulator.init_app(app)
+    return app

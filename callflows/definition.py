@@ -1,0 +1,127 @@
+"""Load a flow definition (YAML) and validate it, with errors that name the step and the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+import prompts
+
+DEFAULT_FLOW = Path(__file__).with_name("main.yaml")
+
+#: Per step type: required keys, optional keys, and which of them name another step.
+STEP_TYPES: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "say": ({"prompts"}, {"next", "hangup", "outcome"}, {"next"}),
+    "returning_caller": ({"prompt", "accept_key", "on_accept", "on_other", "next"}, set(),
+                         {"on_accept", "on_other", "next"}),
+    "ask_departement": ({"prompt", "on_valid", "on_corsica", "on_failure"}, {"max_attempts"},
+                        {"on_valid", "on_corsica", "on_failure"}),
+    "ask_corsica": ({"prompt", "on_valid", "on_failure"}, {"max_attempts"},
+                    {"on_valid", "on_failure"}),
+    "menu": ({"options", "on_timeout", "on_failure"}, {"prompt", "prompts", "max_attempts"},
+             {"on_timeout", "on_failure"}),
+    "route": ({"on_open", "on_closed", "on_no_phone_assistance"}, set(),
+              {"on_open", "on_closed", "on_no_phone_assistance"}),
+    "dial": ({"whisper_prompt", "whisper_accept_key", "on_no_answer"}, {"prompt"},
+             {"on_no_answer"}),
+    "closed": ({"next"}, set(), {"next"}),
+    "voicemail": ({"prompt", "thanks_prompt", "empty_prompt", "otherwise"}, set(), {"otherwise"}),
+}
+OUTCOMES = {"no_answer", "no_phone_assistance", "invalid_departement", "out_of_hours"}
+#: Placeholders the engine fills for every prompt.
+KNOWN_PLACEHOLDERS = {"departement", "nom", "formulaire", "courriel", "horaires", "reouverture",
+                      "ferie", "motif_fermeture", "motif"}
+
+
+class FlowError(ValueError):
+    """The flow definition is invalid; the message names the step and the key."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A validated flow definition."""
+
+    start: str
+    max_attempts: int
+    steps: dict[str, dict]
+
+    def step(self, name: str) -> dict:
+        """The definition of one step (FlowError for an unknown name, e.g. a stale URL)."""
+        try:
+            return self.steps[name]
+        except KeyError:
+            raise FlowError(f"étape inconnue : {name!r}") from None
+
+
+def _prompt_names(step: dict) -> list[str]:
+    names = []
+    for key in ("prompt", "whisper_prompt", "thanks_prompt", "empty_prompt"):
+        if key in step:
+            names.append(step[key])
+    for entry in step.get("prompts", []):
+        names.append(entry["prompt"] if isinstance(entry, dict) else entry)
+    for option in step.get("options", {}).values():
+        if "prompt" in option:
+            names.append(option["prompt"])
+    return names
+
+
+def validate(data: dict, source: str = "flow") -> Flow:
+    """Check a parsed definition and return it as a Flow; raise FlowError listing every problem."""
+    errors: list[str] = []
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
+        raise FlowError(f"{source} : il faut une clé « steps » contenant les étapes")
+    steps: dict[str, dict] = data["steps"]
+    start = data.get("start")
+    if start not in steps:
+        errors.append(f"start : l'étape {start!r} n'existe pas")
+    max_attempts = data.get("max_attempts", 3)
+    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 9:
+        errors.append("max_attempts : un entier de 1 à 9 est attendu")
+    for name, step in steps.items():
+        where = f"étape {name}"
+        if not isinstance(step, dict) or step.get("type") not in STEP_TYPES:
+            errors.append(f"{where} : type inconnu {step.get('type') if isinstance(step, dict) else step!r}"
+                          f" (attendu : {', '.join(sorted(STEP_TYPES))})")
+            continue
+        required, optional, targets = STEP_TYPES[step["type"]]
+        keys = set(step) - {"type"}
+        for key in sorted(required - keys):
+            errors.append(f"{where} : clé obligatoire manquante « {key} »")
+        for key in sorted(keys - required - optional):
+            errors.append(f"{where} : clé inconnue « {key} »")
+        for key in targets & keys:
+            if step[key] not in steps:
+                errors.append(f"{where} : « {key} » renvoie à l'étape inconnue {step[key]!r}")
+        for digit, option in (step.get("options") or {}).items():
+            if not (isinstance(digit, str) and len(digit) == 1 and digit in "0123456789*"):
+                errors.append(f"{where} : option {digit!r} : une seule touche entre guillemets")
+            elif not isinstance(option, dict) or option.get("next") not in steps:
+                errors.append(f"{where} : option {digit} : « next » doit nommer une étape")
+        if step.get("outcome") and step["outcome"] not in OUTCOMES:
+            errors.append(f"{where} : issue inconnue {step['outcome']!r}")
+        if step["type"] == "say" and not step.get("hangup") and "next" not in step:
+            errors.append(f"{where} : il faut « next » ou « hangup: true »")
+        for prompt in _prompt_names(step):
+            try:
+                unknown = prompts.placeholders(prompt) - KNOWN_PLACEHOLDERS
+            except prompts.PromptError:
+                errors.append(f"{where} : prompt inconnu {prompt!r}")
+                continue
+            if unknown:
+                errors.append(f"{where} : prompt {prompt} : variables inconnues {sorted(unknown)}")
+    if errors:
+        raise FlowError(f"{source} invalide :\n- " + "\n- ".join(errors))
+    return Flow(start=start, max_attempts=max_attempts, steps=steps)
+
+
+def load(path: str | Path | None = None) -> Flow:
+    """Read and validate a flow file (default: callflows/main.yaml)."""
+    path = Path(path or DEFAULT_FLOW)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise FlowError(f"{path} : lecture impossible : {exc}") from None
+    return validate(data, str(path))

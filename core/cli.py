@@ -1,0 +1,66 @@
+"""`flask --app app db …` and `setup`: migrations and first-run data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app
+from sqlalchemy import func, select
+
+from core import db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration pointed at a database URL."""
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring a database schema up to `revision`."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def init_app(app: Flask) -> None:
+    """Register the `db` and `setup` commands."""
+
+    @app.cli.group("db")
+    def db_group():
+        """Migrations du schéma (Alembic)."""
+
+    @db_group.command("upgrade")
+    @click.argument("revision", default="head")
+    def db_upgrade(revision):
+        """Met le schéma à jour (par défaut jusqu'à la dernière révision)."""
+        upgrade(current_app.config["DATABASE_URL"], revision)
+        click.echo(f"schéma à jour ({revision})")
+
+    @db_group.command("downgrade")
+    @click.argument("revision")
+    def db_downgrade(revision):
+        """Revient à une révision antérieure du schéma."""
+        command.downgrade(alembic_config(current_app.config["DATABASE_URL"]), revision)
+        click.echo(f"schéma ramené à {revision}")
+
+    @app.cli.command("setup")
+    @click.option("--demo/--no-demo", default=True,
+                  help="Lignes de démonstration (fictives) quand l'annuaire est vide.")
+    def setup(demo):
+        """Migre la base, charge les 101 départements et la démo si l'annuaire est vide."""
+        from directory.models import Departement
+        from directory.operations import load_demo, seed_departements
+        upgrade(current_app.config["DATABASE_URL"])
+        with db.transaction() as session:
+            empty = session.scalar(select(func.count()).select_from(Departement)) == 0
+            created = seed_departements(session)
+            demo_codes = load_demo(session) if empty and demo else []
+        click.echo(f"{created} département(s) créé(s)")
+        if demo_codes:
+            click.echo("démonstration : lignes fictives pour " + ", ".join(demo_codes))

@@ -1,0 +1,1 @@
+"""The routing directory (annuaire): départements, lines, hours, holidays, closures."""

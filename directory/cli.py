@@ -1,0 +1,67 @@
+"""`flask --app app directory …`: status, seed, import, export, holiday exceptions."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import click
+from flask import Flask, current_app
+
+from core import db
+from directory import operations
+from directory.schedule import State, availability
+from prompts import french
+
+
+def init_app(app: Flask) -> None:
+    """Register the `directory` command group."""
+
+    @app.cli.group("directory")
+    def directory_group():
+        """Annuaire de routage : état, chargement, import et export."""
+
+    @directory_group.command("status")
+    @click.argument("code")
+    @click.option("--at", "at", default=None,
+                  help="Instant, ex. 2026-12-26T10:00 (heure de Paris si sans fuseau).")
+    def status(code, at):
+        """Ce qui se passe pour un appel vers le département CODE à un instant donné."""
+        from ivr.state import parse_instant
+        instant = parse_instant(at) if at else current_app.config["CLOCK"]()
+        view = operations.snapshot(db.session(), code)
+        if view is None:
+            raise click.BadParameter(f"département inconnu : {code}", param_hint="CODE")
+        result = availability(view, instant)
+        local = instant.astimezone(ZoneInfo(view.timezone))
+        click.echo(f"{view.code} {view.name} — {local:%Y-%m-%d %H:%M} ({view.timezone})")
+        if result.state is State.open:
+            click.echo("ouvert : " + (", ".join(l.number for l in view.lines) or "aucune ligne"))
+        elif result.state is State.no_phone_assistance:
+            click.echo("pas d'assistance téléphonique")
+        else:
+            detail = result.holiday_name or result.closure_reason or ""
+            click.echo(f"fermé : {result.reason.value}" + (f" ({detail})" if detail else ""))
+        if result.next_opening:
+            click.echo("prochaine ouverture : " + french.instant(result.next_opening, instant, view.timezone))
+
+    @directory_group.command("seed")
+    @click.option("--demo", is_flag=True, help="Ajoute aussi les lignes de démonstration (fictives).")
+    def seed(demo):
+        """Crée les départements manquants avec les horaires par défaut."""
+        with db.transaction() as session:
+            created = operations.seed_departements(session)
+            demo_codes = operations.load_demo(session) if demo else []
+        click.echo(f"{created} département(s) créé(s)")
+        if demo_codes:
+            click.echo("démonstration : " + ", ".join(demo_codes))
+
+    @directory_group.command("worked-holiday")
+    @click.argument("name")
+    @click.option("--departement", default=None, help="Un seul département (par défaut : tous).")
+    @click.option("--remove", is_flag=True, help="Le jour redevient chômé.")
+    def worked_holiday(name, departement, remove):
+        """Déclare travaillé un jour férié (ex. « Lundi de Pentecôte »)."""
+        with db.transaction() as session:
+            operations.set_worked_holiday(session, name, departement, worked=not remove)
+        scope = f"département {departement}" if departement else "tous les départements"
+        click.echo(f"{name} : {'chômé' if remove else 'travaillé'} ({scope})")

@@ -1,0 +1,149 @@
+"""Directory operations: seed, read snapshots, edit lines. They only flush; the edge commits."""
+
+from __future__ import annotations
+
+from datetime import time
+
+import phonenumbers
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
+
+from directory.models import (DateException, Departement, ExceptionKind, Line, OpeningSlot,
+                              RingStrategy,
+                              WorkedHoliday)
+from directory.reference import territories
+from directory.schedule import DepartementView, Exception_, LineView, Slot
+
+#: Default weekly hours from the reference documents: Monday–Friday 09:30–11:30 and 14:00–16:30.
+DEFAULT_SLOTS = [(wd, start, end) for wd in range(5)
+                 for start, end in ((time(9, 30), time(11, 30)), (time(14, 0), time(16, 30)))]
+
+
+class DirectoryError(ValueError):
+    """A directory edit was refused; the message is French and names what is wrong."""
+
+
+def normalize_number(raw: str, region: str) -> str:
+    """Parse a number typed for a département's region and return it in E.164.
+
+    "0590 12 34 56" for region GP gives "+590590123456".
+    """
+    text = (raw or "").strip()
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise DirectoryError(f"numéro de téléphone illisible : « {text} »") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise DirectoryError(f"numéro de téléphone invalide pour la région {region} : « {text} »")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def seed_departements(db: Session) -> int:
+    """Create the 101 départements with default hours; only those missing. Returns how many."""
+    existing = set(db.scalars(select(Departement.code)))
+    created = 0
+    for t in territories().values():
+        if t.code in existing:
+            continue
+        dept = Departement(code=t.code, name=t.name, timezone=t.timezone,
+                           phone_region=t.phone_region, holiday_subdiv=t.holiday_subdiv,
+                           phone_assistance=True, ring_strategy=RingStrategy.simultaneous,
+                           ring_timeout=20, voicemail_enabled=False)
+        dept.slots = [OpeningSlot(weekday=wd, start=s, end=e) for wd, s, e in DEFAULT_SLOTS]
+        db.add(dept)
+        created += 1
+    db.flush()
+    return created
+
+
+#: Demo entries loaded by `make run` on an empty directory. Numbers are in ARCEP's ranges
+#: reserved for fiction (01 99 00 xx xx, 02 61 91 xx xx, 03 53 01 xx xx): they ring nobody.
+DEMO = {
+    "75": dict(lines=["01 99 00 75 01", "01 99 00 75 02"], ring_strategy="simultaneous",
+               voicemail_enabled=True),
+    "93": dict(lines=["01 99 00 93 01", "02 61 91 93 02"], ring_strategy="sequential",
+               voicemail_enabled=True),
+    "2A": dict(lines=["04 65 71 20 01"], ring_strategy="simultaneous"),
+    "57": dict(lines=["03 53 01 57 01"], ring_strategy="simultaneous", voicemail_enabled=True),
+    "974": dict(lines=[], phone_assistance=False, form_url="assistance.example.gouv.fr/974",
+                email="assistance-974@example.gouv.fr"),
+}
+
+
+def load_demo(db: Session) -> list[str]:
+    """Give the demo départements example (fictitious) lines; returns their codes."""
+    for code, conf in DEMO.items():
+        dept = db.get(Departement, code)
+        set_lines(db, dept, [(n, "Ligne de démonstration (fictive)") for n in conf["lines"]])
+        dept.ring_strategy = RingStrategy[conf.get("ring_strategy", "simultaneous")]
+        dept.voicemail_enabled = conf.get("voicemail_enabled", False)
+        dept.phone_assistance = conf.get("phone_assistance", True)
+        dept.form_url = conf.get("form_url")
+        dept.email = conf.get("email")
+    db.flush()
+    return list(DEMO)
+
+
+def set_lines(db: Session, dept: Departement, numbers: list[tuple[str, str | None]]) -> None:
+    """Replace a département's lines, in order; every number is validated first."""
+    normalized = [(normalize_number(n, dept.phone_region), label) for n, label in numbers]
+    db.execute(delete(Line).where(Line.departement_code == dept.code))
+    db.flush()
+    db.expire(dept, ["lines"])
+    dept.lines = [Line(position=i, number=n, label=label, active=True)
+                  for i, (n, label) in enumerate(normalized)]
+    db.flush()
+
+
+def get_departement(db: Session, code: str) -> Departement | None:
+    """The directory entry for a code (case-insensitive: "2a" is "2A")."""
+    return db.get(Departement, (code or "").strip().upper())
+
+
+def snapshot(db: Session, code: str) -> DepartementView | None:
+    """Everything the call flow needs about a département, read in one go."""
+    dept = db.scalars(
+        select(Departement).where(Departement.code == code.upper())
+        .options(selectinload(Departement.lines), selectinload(Departement.slots),
+                 selectinload(Departement.exceptions))).one_or_none()
+    if dept is None:
+        return None
+    worked = db.scalars(select(WorkedHoliday.holiday_name).where(
+        (WorkedHoliday.departement_code.is_(None)) | (WorkedHoliday.departement_code == dept.code)))
+    return DepartementView(
+        code=dept.code, name=dept.name, timezone=dept.timezone,
+        holiday_subdiv=dept.holiday_subdiv, phone_assistance=dept.phone_assistance,
+        ring_strategy=dept.ring_strategy.name, ring_timeout=dept.ring_timeout,
+        voicemail_enabled=dept.voicemail_enabled, form_url=dept.form_url, email=dept.email,
+        lines=tuple(LineView(l.number, l.label or "") for l in dept.lines if l.active),
+        slots=tuple(Slot(s.weekday, s.start, s.end) for s in dept.slots),
+        exceptions=tuple(Exception_(e.kind.name, e.start_date, e.end_date, e.reason or "",
+                                    e.start_time, e.end_time) for e in dept.exceptions),
+        worked_holidays=frozenset(worked),
+    )
+
+
+def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | None = None,
+                       worked: bool = True) -> None:
+    """Mark a public holiday as worked (or not) nationally or for one département."""
+    stmt = delete(WorkedHoliday).where(WorkedHoliday.holiday_name == holiday_name)
+    stmt = stmt.where(WorkedHoliday.departement_code.is_(None) if departement_code is None
+                      else WorkedHoliday.departement_code == departement_code)
+    db.execute(stmt)
+    if worked:
+        db.add(WorkedHoliday(holiday_name=holiday_name, departement_code=departement_code))
+    db.flush()
+
+
+def add_exception(db: Session, dept: Departement, kind: str, start_date, end_date,
+                  reason: str = "", start_time=None, end_time=None) -> DateException:
+    """Add an exceptional closure or opening; openings need their hours."""
+    if end_date < start_date:
+        raise DirectoryError("la date de fin précède la date de début")
+    if kind == "opening" and not (start_time and end_time and start_time < end_time):
+        raise DirectoryError("une ouverture exceptionnelle doit préciser ses horaires")
+    exc = DateException(kind=ExceptionKind[kind], start_date=start_date, end_date=end_date,
+                        reason=reason, start_time=start_time, end_time=end_time)
+    dept.exceptions.append(exc)
+    db.flush()
+    return exc

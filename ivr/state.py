@@ -1,0 +1,53 @@
+"""CallState <-> URL query parameters. The signature covers the URL, so it cannot be forged."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from callflows.actions import CallState
+
+_CODE = re.compile(r"^(0[1-9]|[1-8]\d|9[0-5]|2A|2B|97[1-46])$")
+_STEP = re.compile(r"^[a-z_]{1,40}$")
+_MOTIF = re.compile(r"^[a-z_]{0,40}$")
+#: Naive simulated instants are read in metropolitan time.
+DEFAULT_TZ = ZoneInfo("Europe/Paris")
+
+
+class BadState(ValueError):
+    """The URL does not carry a valid call state (stale or tampered link)."""
+
+
+def encode(state: CallState) -> dict[str, str]:
+    """Query parameters for a state (short names: these URLs are signed on every request)."""
+    params = {"s": state.step}
+    if state.attempts:
+        params["a"] = str(state.attempts)
+    if state.departement:
+        params["d"] = state.departement
+    if state.motif:
+        params["m"] = state.motif
+    if state.line:
+        params["l"] = str(state.line)
+    return params
+
+
+def decode(args) -> CallState:
+    """The state carried by request.args; BadState when malformed."""
+    step, attempts = args.get("s", ""), args.get("a", "0")
+    dept, motif, line = args.get("d") or None, args.get("m") or "", args.get("l", "0")
+    if not _STEP.match(step) or not attempts.isdigit() or not line.isdigit():
+        raise BadState(f"état d'appel illisible : {dict(args)!r}")
+    if dept is not None and not _CODE.match(dept):
+        raise BadState(f"département illisible dans l'URL : {dept!r}")
+    if not _MOTIF.match(motif):
+        raise BadState(f"motif illisible dans l'URL : {motif!r}")
+    return CallState(step=step, attempts=min(int(attempts), 9), departement=dept,
+                     motif=motif or None, line=min(int(line), 9))
+
+
+def parse_instant(text: str) -> datetime:
+    """ISO instant; a naive one is read in Europe/Paris."""
+    value = datetime.fromisoformat(text.strip())
+    return value if value.tzinfo else value.replace(tzinfo=DEFAULT_TZ)

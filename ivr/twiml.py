@@ -1,0 +1,72 @@
+"""Turn engine actions into TwiML with the official twilio library."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twilio.twiml.voice_response import Gather as TwGather
+from twilio.twiml.voice_response import VoiceResponse
+
+import prompts
+from callflows.actions import Dial, Gather, Hangup, Record, Say
+
+
+class Renderer:
+    """Renders actions; `url` builds the absolute URL of a step result or other endpoint."""
+
+    def __init__(self, *, url: Callable[..., str], voice: str, language: str,
+                 caller_id: str | None = None):
+        self.url, self.voice, self.language, self.caller_id = url, voice, language, caller_id
+
+    def _say(self, parent, action: Say) -> None:
+        audio = prompts.audio_file(action.prompt)
+        if audio:
+            parent.play(self.url("audio", name=audio))
+        else:
+            parent.say(prompts.render(action.prompt, action.params), voice=self.voice,
+                       language=self.language)
+
+    def response(self, actions: list, *, result_endpoint: str = "ivr.step") -> str:
+        """The TwiML document for a list of actions."""
+        resp = VoiceResponse()
+        for action in actions:
+            if isinstance(action, Say):
+                self._say(resp, action)
+            elif isinstance(action, Gather):
+                target = self.url(result_endpoint, state=action.result)
+                gather = TwGather(action=target, method="POST", timeout=action.timeout,
+                                  finish_on_key=action.finish_on_key,
+                                  num_digits=action.num_digits, input="dtmf")
+                for say in action.prompts:
+                    self._say(gather, say)
+                resp.append(gather)
+                # No input: Twilio falls through to the next verb, which posts no digits.
+                resp.redirect(target, method="POST")
+            elif isinstance(action, Dial):
+                self._dial(resp, action)
+            elif isinstance(action, Record):
+                resp.record(action=self.url(result_endpoint, state=action.result), method="POST",
+                            max_length=action.max_length, play_beep=True, finish_on_key="#",
+                            timeout=5, trim="trim-silence")
+            elif isinstance(action, Hangup):
+                resp.hangup()
+            else:
+                raise TypeError(f"unknown action {action!r}")
+        return str(resp)
+
+    def _dial(self, resp: VoiceResponse, action: Dial) -> None:
+        dial = resp.dial(action=self.url("ivr.step", state=action.result), method="POST",
+                         timeout=action.timeout, time_limit=action.time_limit,
+                         caller_id=self.caller_id or None, answer_on_bridge=True)
+        whisper_state = action.result
+        for number in action.numbers:
+            dial.number(number, url=self.url("ivr.whisper", state=whisper_state), method="POST",
+                        status_callback=self.url("ivr.leg_status", state=whisper_state),
+                        status_callback_event="initiated ringing answered completed",
+                        status_callback_method="POST")
+
+
+def apology(renderer: Renderer, form: str) -> str:
+    """TwiML for any failure: a spoken apology pointing to the web form, then hang up."""
+    return renderer.response([Say("technical_error", {"formulaire": form}), Hangup()])
+

@@ -1,0 +1,55 @@
+"""Every sentence the caller hears, in French, keyed by name, with placeholders."""
+
+from __future__ import annotations
+
+import string
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+PROMPTS_DIR = Path(__file__).parent
+AUDIO_DIR = PROMPTS_DIR / "audio"
+AUDIO_SUFFIXES = (".mp3", ".wav")
+
+
+class PromptError(KeyError):
+    """Unknown prompt name or missing placeholder."""
+
+
+@lru_cache(maxsize=4)
+def catalogue(language: str = "fr") -> dict[str, str]:
+    """All prompts of a language, whitespace folded."""
+    with (PROMPTS_DIR / f"{language}.yaml").open(encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    return {name: " ".join(str(text).split()) for name, text in data.items()}
+
+
+def placeholders(name: str, language: str = "fr") -> set[str]:
+    """Names of the placeholders used by a prompt."""
+    return {field for _, field, _, _ in string.Formatter().parse(text(name, language)) if field}
+
+
+def text(name: str, language: str = "fr") -> str:
+    """Raw text of a prompt."""
+    try:
+        return catalogue(language)[name]
+    except KeyError:
+        raise PromptError(f"prompt inconnu : {name}") from None
+
+
+def render(name: str, params: dict[str, object], language: str = "fr") -> str:
+    """Prompt text with its placeholders filled in."""
+    try:
+        return text(name, language).format(**params)
+    except KeyError as exc:
+        raise PromptError(f"prompt {name} : valeur manquante pour {exc}") from None
+
+
+@lru_cache(maxsize=128)
+def audio_file(name: str) -> str | None:
+    """File name of a recording that replaces the prompt's speech, if one exists."""
+    for suffix in AUDIO_SUFFIXES:
+        if (AUDIO_DIR / f"{name}{suffix}").is_file():
+            return f"{name}{suffix}"
+    return None

@@ -1,0 +1,109 @@
+"""Fixtures: every database test runs on SQLite and on a real, throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from core import db as core_db
+from core.cli import upgrade
+from core.db import Base, make_engine
+from devtools.pgcluster import Cluster
+from directory.operations import load_demo, seed_departements
+from ivr.simulator import Emulator, FlaskTransport
+
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+PUBLIC_BASE = "https://svi.example.gouv.fr"
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = Cluster(port=int(os.environ.get("SVI_TEST_PG_PORT", "54329"))).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory, request):
+    """Schema created once per backend by the real Alembic migrations."""
+    urls = {}
+
+    def get(backend: str) -> str:
+        if backend not in urls:
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'svi.sqlite3'}"
+            else:
+                url = request.getfixturevalue("pg_cluster").create_database("svi_test")
+            upgrade(url)
+            urls[backend] = url
+        return urls[backend]
+    return get
+
+
+def _reset(engine) -> None:
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for t in tables:
+                conn.execute(t.delete())
+
+
+class Clock:
+    """A settable clock: tests say when the call happens."""
+
+    def __init__(self):
+        self.now = datetime(2026, 12, 21, 10, 0, tzinfo=PARIS)  # a Monday, open in Paris
+
+    def set(self, text_or_dt) -> None:
+        self.now = (datetime.fromisoformat(text_or_dt) if isinstance(text_or_dt, str) else text_or_dt)
+        if self.now.tzinfo is None:
+            self.now = self.now.replace(tzinfo=PARIS)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request, database_urls):
+    """The app on a freshly reset database (each backend in turn), directory seeded with demo."""
+    url = database_urls(request.param)
+    engine = make_engine(url)
+    _reset(engine)
+    engine.dispose()
+    clock = Clock()
+    application = create_app({"DATABASE_URL": url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                              "PUBLIC_BASE_URL": PUBLIC_BASE, "SVI_CALLER_ID": "+33806000156",
+                              "SECRET_KEY": "test-secret", "CLOCK": clock})
+    application.config["TEST_CLOCK"] = clock
+    with application.app_context():
+        seed_departements(core_db.session())
+        load_demo(core_db.session())
+        core_db.commit()
+    yield application
+    application.extensions["svi.engine"].dispose()
+
+
+@pytest.fixture
+def clock(app):
+    return app.config["TEST_CLOCK"]
+
+
+@pytest.fixture
+def db(app):
+    """A session inside an app context, for arranging data and asserting records."""
+    with app.app_context():
+        yield core_db.session()
+
+
+@pytest.fixture
+def twilio(app):
+    """Twilio's part: signs requests and follows TwiML like Twilio does."""
+    return Emulator(FlaskTransport(app), auth_token=AUTH_TOKEN, public_base=PUBLIC_BASE)

@@ -1,0 +1,1 @@
+"""Call tracking: calls, dialled legs, webhook events."""

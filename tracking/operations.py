@@ -1,0 +1,180 @@
+"""Recording calls. Every function only flushes: the webhook edge commits.
+
+Twilio may send a callback twice, late, or out of order: each function is written so that the
+final record is the same whatever the order (statuses only move forward, first values stick,
+an inferred outcome never overrides one the flow stated).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.privacy import caller_hash, mask_number
+from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome
+
+#: Steps during which a hang-up means "hung up while it rang", not "abandoned in the menu".
+DIAL_STEPS = {"dial"}
+#: Request fields kept in events; numbers are masked, everything else is dropped.
+EVENT_FIELDS = {"CallStatus", "Digits", "DialCallStatus", "DialCallDuration", "DialCallSid",
+                "CallDuration", "SequenceNumber", "Timestamp", "RecordingDuration",
+                "AnsweredBy", "ErrorCode"}
+NUMBER_FIELDS = {"From", "To", "Caller", "Called"}
+
+
+def event_data(form: dict) -> dict:
+    """The part of a webhook worth keeping, with phone numbers masked."""
+    data = {k: v for k, v in form.items() if k in EVENT_FIELDS}
+    data.update({k: mask_number(v) for k, v in form.items() if k in NUMBER_FIELDS})
+    return data
+
+
+def _advance(current: str | None, new: str) -> bool:
+    return STATUS_ORDER.get(new, -1) > STATUS_ORDER.get(current or "", -1)
+
+
+def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
+                       called: str | None = None, at: datetime, hash_key: str) -> Call:
+    """The call for a CallSid, created on first sight (a retried webhook finds the same row)."""
+    call = db.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+    if call is not None:
+        if caller is not None and call.caller_hash is None and call.caller_masked == "inconnu":
+            call.caller_hash, call.caller_masked = caller_hash(caller, hash_key), mask_number(caller)
+        return call
+    call = Call(call_sid=call_sid, started_at=at, status="in-progress",
+                caller_hash=caller_hash(caller, hash_key),
+                caller_masked=mask_number(caller) if caller is not None else "inconnu",
+                called_number=called or "")
+    try:
+        with db.begin_nested():
+            db.add(call)
+    except IntegrityError:  # two first webhooks of the same call raced: use the winner's row
+        call = db.scalars(select(Call).where(Call.call_sid == call_sid)).one()
+    return call
+
+
+def last_departement(db: Session, call: Call, *, since: datetime) -> str | None:
+    """Département of this caller's previous call since `since` (None for a hidden number)."""
+    if call.caller_hash is None:
+        return None
+    return db.scalars(
+        select(Call.departement_code)
+        .where(Call.caller_hash == call.caller_hash, Call.id != call.id,
+               Call.departement_code.is_not(None), Call.started_at >= since)
+        .order_by(Call.started_at.desc()).limit(1)).first()
+
+
+def log_event(db: Session, call: Call, kind: str, *, at: datetime, step: str | None = None,
+              data: dict | None = None) -> None:
+    """Keep a webhook or callback as an event of the call."""
+    db.add(CallEvent(call_id=call.id, kind=kind, step=step, at=at, data=data or {}))
+
+
+def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
+    """Copy what the flow engine reported (step, département, motif, outcome…) onto the call."""
+    if track.get("step"):
+        call.step = track["step"]
+    if track.get("departement"):
+        call.departement_code = track["departement"]
+    if track.get("motif"):
+        call.motif = track["motif"]
+    if track.get("dialing") and call.dial_started_at is None:
+        call.dial_started_at = at
+    if track.get("closed_reason"):
+        call.closed_reason = track["closed_reason"]
+    if track.get("outcome"):
+        call.outcome = Outcome[track["outcome"]]
+        if call.outcome in (Outcome.no_answer, Outcome.hung_up_ringing) and call.dial_started_at:
+            call.wait_seconds = call.wait_seconds or _seconds(at - call.dial_started_at)
+    if track.get("recording_url"):
+        record_voicemail(db, call, track["recording_url"], track.get("recording_seconds"))
+    db.flush()
+
+
+def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> None:
+    """A voicemail was left: nobody-answered calls become voicemail calls."""
+    call.recording_url, call.recording_seconds = url, seconds
+    if call.outcome in (None, Outcome.no_answer, Outcome.hung_up_ringing):
+        call.outcome = Outcome.voicemail
+
+
+def upsert_leg(db: Session, call: Call, leg_sid: str, *, number: str, at: datetime) -> CallLeg:
+    """The dialled leg with this CallSid, created on first sight."""
+    leg = db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).one_or_none()
+    if leg is None:
+        leg = CallLeg(call_id=call.id, leg_sid=leg_sid, number=number or "", started_at=at)
+        try:
+            with db.begin_nested():
+                db.add(leg)
+        except IntegrityError:
+            leg = db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).one()
+    elif number and not leg.number:
+        leg.number = number
+    return leg
+
+
+def accept_leg(db: Session, leg: CallLeg, *, at: datetime) -> None:
+    """The referent pressed the accept key on the whisper."""
+    if leg.accepted_at is None:
+        leg.accepted_at = at
+    db.flush()
+
+
+def leg_accepted(db: Session, leg_sid: str | None) -> bool:
+    """True when the leg Twilio reports on was accepted on the whisper."""
+    if not leg_sid:
+        return False
+    return db.scalars(select(CallLeg.accepted_at).where(CallLeg.leg_sid == leg_sid)).first() is not None
+
+
+def apply_dial_result(db: Session, call: Call, *, leg_sid: str | None, status: str | None,
+                      duration: int | None, at: datetime) -> None:
+    """After <Dial>: note who answered and how long they talked."""
+    leg = db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).first() if leg_sid else None
+    if leg is None or leg.accepted_at is None or status != "completed":
+        return
+    call.answered_number = leg.number
+    call.talk_seconds = duration if duration is not None else call.talk_seconds
+    if call.dial_started_at:
+        call.wait_seconds = _seconds(leg.accepted_at - call.dial_started_at)
+    if leg.duration_seconds is None:
+        leg.duration_seconds = duration
+    db.flush()
+
+
+def apply_call_status(db: Session, call: Call, *, status: str, duration: int | None,
+                      at: datetime) -> None:
+    """Status callback of the inbound call: idempotent and order-independent."""
+    if _advance(call.status, status):
+        call.status = status
+    if status in TERMINAL:
+        if call.ended_at is None:
+            call.ended_at = at
+        if duration is not None and call.duration_seconds is None:
+            call.duration_seconds = duration
+        if call.outcome is None:
+            # The flow never stated an outcome: the caller left before the end.
+            call.outcome = Outcome.hung_up_ringing if call.step in DIAL_STEPS else Outcome.abandoned
+            if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
+                call.wait_seconds = _seconds(call.ended_at - call.dial_started_at)
+    db.flush()
+
+
+def apply_leg_status(db: Session, leg: CallLeg, *, status: str, duration: int | None,
+                     at: datetime) -> None:
+    """Status callback of a dialled leg: idempotent and order-independent."""
+    if _advance(leg.status, status):
+        leg.status = status
+    if status in TERMINAL:
+        if leg.ended_at is None:
+            leg.ended_at = at
+        if duration is not None and leg.duration_seconds is None:
+            leg.duration_seconds = duration
+    db.flush()
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(0, round(delta.total_seconds()))
