@@ -98,9 +98,14 @@ def clock(app):
 
 @pytest.fixture
 def db(app):
-    """A session inside an app context, for arranging data and asserting records."""
-    with app.app_context():
-        yield core_db.session()
+    """A session of its own for arranging data (commit it) and asserting records.
+
+    No app context is held open: Flask would reuse it for the requests under test, and they
+    would share this session instead of opening their own as in production.
+    """
+    session = app.extensions["svi.sessionmaker"]()
+    yield session
+    session.close()
 
 
 @pytest.fixture
