@@ -14,12 +14,10 @@ DEFAULTS: dict[str, object] = {
     "TWILIO_AUTH_TOKEN": "",  # empty: webhook signatures are not checked (development only)
     "PUBLIC_BASE_URL": "",  # e.g. https://svi.example.gouv.fr ; empty: the request's own URL
     "SVI_CALLER_ID": "",  # number shown to referents on forwarded calls (E.164)
-    "SVI_NATIONAL_NUMBER": "+33806000156",
     "SVI_VOICE": "Polly.Lea",
     "SVI_LANGUAGE": "fr-FR",
     "SVI_FORM_URL": "assistance.example.gouv.fr",
     "SVI_CALL_TIME_LIMIT": 900,  # seconds; a forwarded call is cut after 15 minutes
-    "SVI_MAX_ATTEMPTS": 3,
     "SVI_RETURNING_CALLER_DAYS": 90,
     "SVI_VOICEMAIL_MAX_SECONDS": 120,
     "SVI_FLOW_FILE": "",  # empty: callflows/main.yaml
@@ -28,8 +26,7 @@ DEFAULTS: dict[str, object] = {
 }
 
 _BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME"}
-_INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_MAX_ATTEMPTS", "SVI_RETURNING_CALLER_DAYS",
-            "SVI_VOICEMAIL_MAX_SECONDS"}
+_INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_VOICEMAIL_MAX_SECONDS"}
 _DEV_SECRET = "dev-only-secret-change-me"
 
 
