@@ -44,7 +44,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from core import cli as core_cli
     from directory import cli as directory_cli
     from ivr import simulator
+    from tracking import cli as tracking_cli
     core_cli.init_app(app)
     directory_cli.init_app(app)
     simulator.init_app(app)
+    tracking_cli.init_app(app)
     return app

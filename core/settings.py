@@ -19,6 +19,7 @@ DEFAULTS: dict[str, object] = {
     "SVI_FORM_URL": "assistance.example.gouv.fr",
     "SVI_CALL_TIME_LIMIT": 900,  # seconds; a forwarded call is cut after 15 minutes
     "SVI_RETURNING_CALLER_DAYS": 90,
+    "SVI_CALLER_RETENTION_DAYS": 365,  # caller hash and masked number are erased after this
     "SVI_VOICEMAIL_MAX_SECONDS": 120,
     "SVI_FLOW_FILE": "",  # empty: callflows/main.yaml
     "SVI_ALLOW_SIMULATED_TIME": False,  # honour the `at` URL parameter (simulator only)
@@ -26,7 +27,8 @@ DEFAULTS: dict[str, object] = {
 }
 
 _BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME"}
-_INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_VOICEMAIL_MAX_SECONDS"}
+_INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_CALLER_RETENTION_DAYS",
+            "SVI_VOICEMAIL_MAX_SECONDS"}
 _DEV_SECRET = "dev-only-secret-change-me"
 
 

@@ -50,10 +50,15 @@ def _int(name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def renderer(parent_sid: str | None = None) -> Renderer:
+def _parent_sid() -> str:
+    """CallSid of the caller's call: in the URL on referent-side webhooks, else the request's."""
+    return request.args.get("c") or request.form.get("ParentCallSid") or request.form.get("CallSid", "")
+
+
+def renderer() -> Renderer:
     """A TwiML renderer whose URLs are absolute, public and carry the simulated time if any."""
     cfg = current_app.config
-    base, keep_at = cfg["PUBLIC_BASE_URL"], request.args.get("at")
+    base, keep_at, parent_sid = cfg["PUBLIC_BASE_URL"], request.args.get("at"), _parent_sid()
 
     def url(endpoint: str, state: CallState | None = None, **values) -> str:
         if state is not None:
@@ -161,11 +166,10 @@ def step_result() -> str:
 def whisper() -> str:
     """POST /ivr/whisper: a referent picked up; tell them who calls before connecting."""
     now, form, session = _now(), request.form, db.session()
-    state, parent = url_state.decode(request.args), request.args.get("c", "")
+    state, parent = url_state.decode(request.args), _parent_sid()
     result = engine.whisper(_flow(), state, _context(now))
-    r = renderer(parent)
     # The whisper's Gather posts to its own endpoint, not to the caller's flow.
-    body = r.response(result.actions, result_endpoint="ivr.whisper_result")
+    body = renderer().response(result.actions, result_endpoint="ivr.whisper_result")
 
     def track():
         call = tracking.get_or_create_call(session, parent, at=now,
@@ -180,7 +184,7 @@ def whisper() -> str:
 def whisper_result() -> str:
     """POST /ivr/whisper/result: the referent's key; 1 connects, anything else declines."""
     now, form, session = _now(), request.form, db.session()
-    state, parent = url_state.decode(request.args), request.args.get("c", "")
+    state, parent = url_state.decode(request.args), _parent_sid()
     accepted = engine.whisper_accepted(_flow(), state, form.get("Digits"))
     call = tracking.get_or_create_call(session, parent, at=now,
                                        hash_key=current_app.config["CALLER_HASH_KEY"])
@@ -192,9 +196,9 @@ def whisper_result() -> str:
         # Must be stored before Twilio bridges: the dial result asks for it.
         tracking.accept_leg(session, leg, at=now)
         db.commit()
-        return renderer(parent).response([])
+        return renderer().response([])
     db.commit()
-    return renderer(parent).response([Say("whisper_declined", {}), Hangup()])
+    return renderer().response([Say("whisper_declined", {}), Hangup()])
 
 
 def call_status() -> str:
@@ -215,8 +219,7 @@ def leg_status() -> str:
     """POST /ivr/leg-status: status callback of a dialled leg."""
     now, form, session = _now(), request.form, db.session()
     at = _event_time(now)
-    parent = request.args.get("c") or form.get("ParentCallSid", "")
-    call = tracking.get_or_create_call(session, parent, at=at,
+    call = tracking.get_or_create_call(session, _parent_sid(), at=at,
                                        hash_key=current_app.config["CALLER_HASH_KEY"])
     leg = tracking.upsert_leg(session, call, form.get("CallSid", ""), number=form.get("To", ""), at=at)
     tracking.log_event(session, call, "leg-status", at=at, data=tracking.event_data(form))

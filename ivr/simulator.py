@@ -195,14 +195,17 @@ class Emulator:
             return action, dict(parent, DialCallStatus=ref.behaviour, DialCallSid=leg_sid), \
                 elapsed + (0 if ref.behaviour == "busy" else int(dial.get("timeout", "20")))
         self._leg_status(t, status_url, leg, "answered", 2)
-        status, whisper = self.post(t, number.get("url"), dict(leg, CallStatus="in-progress"))
+        # Whisper requests carry the leg's own CallSid; the parent's is in the URL we gave.
+        on_leg = {k: v for k, v in leg.items() if k != "ParentCallSid"}
+        status, whisper = self.post(t, number.get("url"), dict(on_leg, CallStatus="in-progress"))
         accepted = False
         for verb in ElementTree.fromstring(whisper):
             if verb.tag == "Gather":
                 t.lines.append("   (côté référent) " + " ".join((c.text or "").strip() for c in verb))
                 digits = "1" if ref.behaviour == "accept" else ""
                 if digits:
-                    status, after = self.post(t, verb.get("action"), dict(leg, CallStatus="in-progress", Digits=digits))
+                    status, after = self.post(t, verb.get("action"),
+                                              dict(on_leg, CallStatus="in-progress", Digits=digits))
                     accepted = not any(v.tag == "Hangup" for v in ElementTree.fromstring(after))
                 break
         talk = ref.talk_seconds if accepted else 3

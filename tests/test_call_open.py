@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from ivr.simulator import Referent
 from tests.helpers import call_record, configure, heard
-from tracking.models import CallEvent, CallLeg, Outcome
+from tracking.models import Call, CallEvent, CallLeg, Outcome
 
 
 def test_open_metropolitan_departement_is_put_through(twilio, db, clock):
@@ -25,6 +25,7 @@ def test_open_metropolitan_departement_is_put_through(twilio, db, clock):
     legs = db.scalars(select(CallLeg).where(CallLeg.call_id == call.id)).all()
     assert [(l.number, l.status, l.accepted_at is not None) for l in legs] == [
         ("+33199009301", "completed", True)]
+    assert db.scalars(select(Call.call_sid)).all() == [t.call_sid]  # no phantom call from a leg
     steps = db.scalars(select(CallEvent.step).where(CallEvent.call_id == call.id,
                                                     CallEvent.kind == "step")).all()
     assert steps == ["welcome", "departement", "confirm", "motif", "dial"]
@@ -104,3 +105,20 @@ def test_returning_offer_is_not_made_to_hidden_numbers(twilio, db):
     twilio.call(caller="anonymous", keys=["57"], referents=[Referent("accept")])
     t = twilio.call(caller="anonymous", keys=["57"], referents=[Referent("accept")])
     assert "vous aviez demandé" not in heard(t)
+
+
+def test_caller_data_is_purged_after_the_retention_period(app, twilio, db, clock):
+    clock.set("2025-01-06T10:00")
+    old = twilio.call(caller="+33611111111", keys=["57"], referents=[Referent("accept")])
+    clock.set("2026-12-21T10:00")
+    recent = twilio.call(caller="+33611111111", keys=["1"], referents=[Referent("accept")])
+    result = app.test_cli_runner().invoke(args=["tracking", "purge-callers"])
+    assert "1 appel(s) anonymisé(s)" in result.output, result.output
+    purged, kept = call_record(db, old.call_sid), call_record(db, recent.call_sid)
+    assert (purged.caller_hash, purged.caller_masked) == (None, "purgé")
+    assert purged.outcome is Outcome.answered and purged.departement_code == "57"  # still counted
+    assert kept.caller_hash is not None and kept.caller_masked == "+336••••••11"
+    events = db.scalars(select(CallEvent).where(CallEvent.call_id == purged.id)).all()
+    assert events and all(e.data == {} and e.kind == "purged" for e in events)
+    again = app.test_cli_runner().invoke(args=["tracking", "purge-callers"])
+    assert "0 appel(s) anonymisé(s)" in again.output

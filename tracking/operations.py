@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,8 @@ def _advance(current: str | None, new: str) -> bool:
 def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
                        called: str | None = None, at: datetime, hash_key: str) -> Call:
     """The call for a CallSid, created on first sight (a retried webhook finds the same row)."""
+    if not call_sid:
+        raise ValueError("webhook without CallSid")
     call = db.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
     if call is not None:
         if caller is not None and call.caller_hash is None and call.caller_masked == "inconnu":
@@ -178,3 +180,18 @@ def apply_leg_status(db: Session, leg: CallLeg, *, status: str, duration: int | 
 
 def _seconds(delta: timedelta) -> int:
     return max(0, round(delta.total_seconds()))
+
+
+def purge_callers(db: Session, *, before: datetime) -> int:
+    """Forget who called before `before`: hash and masked number are erased; counts remain."""
+    ids = db.scalars(select(Call.id).where(
+        Call.started_at < before,
+        Call.caller_hash.is_not(None) | (Call.caller_masked != "purgé"))).all()
+    for chunk in range(0, len(ids), 500):
+        batch = ids[chunk:chunk + 500]
+        db.execute(update(Call).where(Call.id.in_(batch)).values(caller_hash=None, caller_masked="purgé")
+                   .execution_options(synchronize_session=False))
+        db.execute(update(CallEvent).where(CallEvent.call_id.in_(batch)).values(data={}, kind="purged")
+                   .execution_options(synchronize_session=False))
+    db.flush()
+    return len(ids)
