@@ -197,7 +197,6 @@ class _Run:
     def enter_route(self, step, state):
         view = self.view(state.departement)
         avail = availability(view, self.ctx.now)
-        self._availability = avail
         if avail.state is State.no_phone_assistance:
             return state.to(step["on_no_phone_assistance"])
         if avail.state is State.closed:
@@ -206,7 +205,7 @@ class _Run:
 
     def enter_closed(self, step, state):
         view = self.view(state.departement)
-        avail = getattr(self, "_availability", None) or availability(view, self.ctx.now)
+        avail = availability(view, self.ctx.now)
         prompt = {ClosedReason.holiday: "closed_holiday",
                   ClosedReason.closure: "closed_closure"}.get(avail.reason, "closed_hours")
         self.emit(self.say(prompt, state, ferie=avail.holiday_name or "",
