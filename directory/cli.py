@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
 
 from core import db
+from directory import io as directory_io
 from directory import operations
 from directory.schedule import State, availability
 from prompts import french
@@ -65,3 +67,41 @@ def init_app(app: Flask) -> None:
             operations.set_worked_holiday(session, name, departement, worked=not remove)
         scope = f"département {departement}" if departement else "tous les départements"
         click.echo(f"{name} : {'chômé' if remove else 'travaillé'} ({scope})")
+
+    @directory_group.command("export")
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    def export(file):
+        """Écrit tout l'annuaire dans FILE (.csv ou .xlsx, selon l'extension)."""
+        try:
+            rows = directory_io.export_rows(db.session())
+            directory_io.write_file(file, rows)
+        except operations.DirectoryError as exc:
+            _refuse(f"Export impossible : {exc}")
+        except OSError:
+            _refuse(f"Export impossible : le fichier {file} ne peut pas être écrit")
+        click.echo(f"{len(rows)} départements exportés dans {file}")
+
+    @directory_group.command("import")
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    def import_(file):
+        """Remplace les réglages des départements présents dans FILE : tout ou rien."""
+        try:
+            rows = directory_io.read_file(file)
+        except operations.DirectoryError as exc:
+            _refuse(f"Import refusé : {exc}")
+        with db.transaction() as session:
+            changes, errors = directory_io.validate(session, rows)
+            if not errors:
+                directory_io.apply(session, changes)
+        if errors:
+            _refuse(f"Import refusé, rien n'a été modifié : {len(errors)} erreur(s)",
+                    *map(str, errors))
+        click.echo(f"Import terminé : {len(changes)} département(s) mis à jour, "
+                   f"{len(rows) - len(changes)} inchangé(s).")
+
+
+def _refuse(*lines: str) -> None:
+    """Print the reasons on stderr and exit with status 1."""
+    for line in lines:
+        click.echo(line, err=True)
+    raise click.exceptions.Exit(1)
