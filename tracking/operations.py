@@ -147,34 +147,37 @@ def apply_dial_result(db: Session, call: Call, *, leg_sid: str | None, status: s
     db.flush()
 
 
+def _apply_status(record: Call | CallLeg, status: str, duration: int | None, at: datetime) -> bool:
+    """Move a call or leg forward in its lifecycle; first end time and duration stick.
+
+    Returns True when `status` is terminal.
+    """
+    if _advance(record.status, status):
+        record.status = status
+    if status not in TERMINAL:
+        return False
+    if record.ended_at is None:
+        record.ended_at = at
+    if duration is not None and record.duration_seconds is None:
+        record.duration_seconds = duration
+    return True
+
+
 def apply_call_status(db: Session, call: Call, *, status: str, duration: int | None,
                       at: datetime) -> None:
     """Status callback of the inbound call: idempotent and order-independent."""
-    if _advance(call.status, status):
-        call.status = status
-    if status in TERMINAL:
-        if call.ended_at is None:
-            call.ended_at = at
-        if duration is not None and call.duration_seconds is None:
-            call.duration_seconds = duration
-        if call.outcome is None:
-            # The flow never stated an outcome: the caller left before the end.
-            call.outcome = Outcome.hung_up_ringing if call.step in DIAL_STEPS else Outcome.abandoned
-            if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
-                call.wait_seconds = _seconds(call.ended_at - call.dial_started_at)
+    if _apply_status(call, status, duration, at) and call.outcome is None:
+        # The flow never stated an outcome: the caller left before the end.
+        call.outcome = Outcome.hung_up_ringing if call.step in DIAL_STEPS else Outcome.abandoned
+        if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
+            call.wait_seconds = _seconds(call.ended_at - call.dial_started_at)
     db.flush()
 
 
 def apply_leg_status(db: Session, leg: CallLeg, *, status: str, duration: int | None,
                      at: datetime) -> None:
     """Status callback of a dialled leg: idempotent and order-independent."""
-    if _advance(leg.status, status):
-        leg.status = status
-    if status in TERMINAL:
-        if leg.ended_at is None:
-            leg.ended_at = at
-        if duration is not None and leg.duration_seconds is None:
-            leg.duration_seconds = duration
+    _apply_status(leg, status, duration, at)
     db.flush()
 
 
