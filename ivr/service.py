@@ -16,7 +16,7 @@ from flask import current_app, request, url_for
 from callflows import engine
 from callflows.actions import CallState, Hangup, Say
 from core import db
-from core.privacy import mask_number
+from core.privacy import caller_hash, mask_number
 from directory.operations import snapshot
 from ivr import state as url_state
 from ivr.twiml import Renderer, apology
@@ -118,21 +118,17 @@ def answer_or_apologize(handler):
 def incoming_call() -> str:
     """POST /ivr/voice: a new call (or Twilio retrying the first request)."""
     now, form, cfg = _now(), request.form, current_app.config
-    session = db.session()
-    call = tracking.get_or_create_call(session, form.get("CallSid", ""), caller=form.get("From"),
-                                       called=form.get("To"), at=now,
-                                       hash_key=cfg["CALLER_HASH_KEY"])
+    session, sid = db.session(), form.get("CallSid", "")
     since = now - timedelta(days=cfg["SVI_RETURNING_CALLER_DAYS"])
-    last = tracking.last_departement(session, call, since=since)
+    last = tracking.last_departement(session, caller_hash(form.get("From"), cfg["CALLER_HASH_KEY"]),
+                                     call_sid=sid, since=since)
     result = engine.start(_flow(), _context(now, last))
     body = renderer().response(result.actions)
-    log.info("incoming call %s from %s", call.call_sid, mask_number(form.get("From")))
-
-    def track():
-        tracking.log_event(session, call, "step", at=now, step=_flow().start,
-                           data=tracking.event_data(form))
-        tracking.apply_flow(session, call, result.track, at=now)
-    _safely_track("incoming", track)
+    log.info("incoming call %s from %s", sid, mask_number(form.get("From")))
+    _safely_track("incoming", lambda: tracking.record_incoming_call(
+        session, sid, caller=form.get("From"), called=form.get("To"), at=now,
+        hash_key=cfg["CALLER_HASH_KEY"], track=result.track, event=tracking.event_data(form),
+        event_step=_flow().start))
     return body
 
 

@@ -8,11 +8,13 @@ an inferred outcome never overrides one the flow stated).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import UTCDateTime
 from core.privacy import caller_hash, mask_number
 from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome
 
@@ -36,37 +38,82 @@ def _advance(current: str | None, new: str) -> bool:
     return STATUS_ORDER.get(new, -1) > STATUS_ORDER.get(current or "", -1)
 
 
+def _new_call(call_sid: str, caller: str | None, called: str | None, at: datetime,
+              hash_key: str) -> dict:
+    return dict(call_sid=call_sid, started_at=at, status="in-progress",
+                caller_hash=caller_hash(caller, hash_key),
+                caller_masked=mask_number(caller) if caller is not None else "inconnu",
+                called_number=called or "", updated_at=at)
+
+
+@lru_cache(maxsize=4)
+def _insert_call_statement(dialect: str):
+    """INSERT … ON CONFLICT (call_sid) DO NOTHING RETURNING id, built once per dialect."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Call.__table__
+    return (insert(table).on_conflict_do_nothing(index_elements=["call_sid"])
+            .returning(table.c.id))
+
+
+def _insert_if_new(db: Session, values: dict) -> int | None:
+    """INSERT the call unless its CallSid exists (atomic, race-free); its id, or None."""
+    conn = db.connection()
+    return conn.execute(_insert_call_statement(conn.dialect.name), values).scalar()
+
+
 def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
                        called: str | None = None, at: datetime, hash_key: str) -> Call:
     """The call for a CallSid, created on first sight (a retried webhook finds the same row)."""
     if not call_sid:
         raise ValueError("webhook without CallSid")
-    call = db.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
-    if call is not None:
-        if caller is not None and call.caller_hash is None and call.caller_masked == "inconnu":
-            call.caller_hash, call.caller_masked = caller_hash(caller, hash_key), mask_number(caller)
-        return call
-    call = Call(call_sid=call_sid, started_at=at, status="in-progress",
-                caller_hash=caller_hash(caller, hash_key),
-                caller_masked=mask_number(caller) if caller is not None else "inconnu",
-                called_number=called or "")
-    try:
-        with db.begin_nested():
-            db.add(call)
-    except IntegrityError:  # two first webhooks of the same call raced: use the winner's row
-        call = db.scalars(select(Call).where(Call.call_sid == call_sid)).one()
+    query = select(Call).where(Call.call_sid == call_sid)
+    call = db.scalars(query).one_or_none()
+    if call is None:
+        _insert_if_new(db, _new_call(call_sid, caller, called, at, hash_key))
+        return db.scalars(query).one()
+    if caller is not None and call.caller_hash is None and call.caller_masked == "inconnu":
+        call.caller_hash, call.caller_masked = caller_hash(caller, hash_key), mask_number(caller)
     return call
 
 
-def last_departement(db: Session, call: Call, *, since: datetime) -> str | None:
-    """Département of this caller's previous call since `since` (None for a hidden number)."""
-    if call.caller_hash is None:
+def record_incoming_call(db: Session, call_sid: str, *, caller: str | None, called: str | None,
+                         at: datetime, hash_key: str, track: dict, event: dict,
+                         event_step: str) -> None:
+    """First webhook of a call: one INSERT for the call with its first facts, one for the event.
+
+    This is the hot path of every call, hence plain INSERTs; a retried first webhook (the
+    CallSid exists) goes through the general path instead.
+    """
+    if not call_sid:
+        raise ValueError("webhook without CallSid")
+    values = _new_call(call_sid, caller, called, at, hash_key)
+    values.update(step=track.get("step"), departement_code=track.get("departement"),
+                  motif=track.get("motif"), outcome=None, closed_reason=None)
+    call_id = _insert_if_new(db, values)
+    if call_id is None or set(track) - {"step", "departement", "motif"}:
+        call = get_or_create_call(db, call_sid, caller=caller, called=called, at=at,
+                                  hash_key=hash_key)
+        apply_flow(db, call, track, at=at)
+        call_id = call.id
+    db.connection().execute(_INSERT_EVENT, dict(call_id=call_id, kind="step", step=event_step,
+                                                at=at, data=event))
+
+
+_INSERT_EVENT = CallEvent.__table__.insert()
+_LAST_DEPARTEMENT = (
+    select(Call.departement_code)
+    .where(Call.caller_hash == bindparam("caller_hash"), Call.call_sid != bindparam("call_sid"),
+           Call.departement_code.is_not(None), Call.started_at >= bindparam("since", type_=UTCDateTime))
+    .order_by(Call.started_at.desc()).limit(1))
+
+
+def last_departement(db: Session, hashed_caller: str | None, *, call_sid: str,
+                     since: datetime) -> str | None:
+    """Département of this caller's latest other call since `since` (None for a hidden number)."""
+    if hashed_caller is None:
         return None
-    return db.scalars(
-        select(Call.departement_code)
-        .where(Call.caller_hash == call.caller_hash, Call.id != call.id,
-               Call.departement_code.is_not(None), Call.started_at >= since)
-        .order_by(Call.started_at.desc()).limit(1)).first()
+    return db.connection().execute(_LAST_DEPARTEMENT, dict(
+        caller_hash=hashed_caller, call_sid=call_sid, since=since)).scalar()
 
 
 def log_event(db: Session, call: Call, kind: str, *, at: datetime, step: str | None = None,
