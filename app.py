@@ -21,6 +21,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.setdefault("CLOCK", db.utcnow)
     db.init_app(app)
 
+    from directory import cache as directory_cache
+    directory_cache.init_app(app)
+
     from callflows import definition
     app.extensions["svi.flow"] = definition.load(app.config["SVI_FLOW_FILE"] or None)
 

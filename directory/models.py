@@ -139,3 +139,12 @@ class WorkedHoliday(Base):
         ForeignKey("departements.code", ondelete="CASCADE"))
 
     __table_args__ = (UniqueConstraint("holiday_name", "departement_code"),)
+
+
+class DirectoryState(Base):
+    """One row: the directory's version, bumped by every edit (see directory/cache.py)."""
+
+    __tablename__ = "directory_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)

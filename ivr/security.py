@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Request
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
@@ -19,7 +21,15 @@ def is_valid(request: Request, auth_token: str, public_base: str) -> bool:
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
         return False
+    url = public_url(request, public_base)
     params = request.form if request.method == "POST" else {}
     algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
-    return RequestValidator(auth_token).validate(public_url(request, public_base), params, signature,
-                                                 algorithm=algorithm)
+    validator = RequestValidator(auth_token)
+    try:
+        # Every genuine request matches the URL as configured: one HMAC on the hot path.
+        if hmac.compare_digest(validator.compute_signature(url, params, algorithm), signature):
+            return True
+    except ValueError:  # unsupported algorithm: the library's validate() logs and refuses
+        pass
+    # Twilio may sign the URL with or without an explicit port: the library tries both.
+    return validator.validate(url, params, signature, algorithm=algorithm)

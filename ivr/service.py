@@ -17,7 +17,6 @@ from callflows import engine
 from callflows.actions import CallState, Hangup, Say
 from core import db
 from core.privacy import caller_hash, mask_number
-from directory.operations import snapshot
 from ivr import state as url_state
 from ivr.twiml import Renderer, apology
 from prompts import french
@@ -82,8 +81,9 @@ def _form_url() -> str:
 
 
 def _context(now, last_departement=None) -> engine.Context:
-    session, cfg = db.session(), current_app.config
-    return engine.Context(now=now, directory=lambda code: snapshot(session, code),
+    cfg = current_app.config
+    lookup = current_app.extensions["svi.directory_cache"].lookup(db.session())
+    return engine.Context(now=now, directory=lookup,
                           last_departement=last_departement, form_url=cfg["SVI_FORM_URL"],
                           time_limit=cfg["SVI_CALL_TIME_LIMIT"],
                           voicemail_max_seconds=cfg["SVI_VOICEMAIL_MAX_SECONDS"])

@@ -1,0 +1,86 @@
+"""Per-process cache of directory snapshots, invalidated by a version stored in the database.
+
+Any write to a directory table bumps `directory_state.version` in the same transaction, so every
+web worker sees an admin's edit on its very next call, and otherwise reads one integer per call
+instead of five queries per département.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
+
+from directory import models
+from directory.operations import snapshot
+from directory.schedule import DepartementView
+
+DIRECTORY_MODELS = (models.Departement, models.Line, models.OpeningSlot, models.DateException,
+                    models.WorkedHoliday)
+DIRECTORY_TABLES = {m.__tablename__ for m in DIRECTORY_MODELS}
+_CHANGED = "svi.directory_changed"
+
+
+def current_version(db: Session) -> int:
+    """The directory's version (0 before the first edit)."""
+    return db.connection().execute(select(models.DirectoryState.version)).scalar() or 0
+
+
+class DirectoryCache:
+    """Snapshots by code for one directory version; replaced wholesale when the version moves."""
+
+    def __init__(self) -> None:
+        self._version: int | None = None
+        self._views: dict[str, DepartementView | None] = {}
+
+    def lookup(self, db: Session):
+        """A lookup function for one request: reads the version once, then serves snapshots."""
+        version: list[int] = []
+
+        def get(code: str) -> DepartementView | None:
+            if not version:
+                version.append(current_version(db))
+                if version[0] != self._version:
+                    self._version, self._views = version[0], {}
+            views = self._views
+            if code not in views:
+                views[code] = snapshot(db, code)
+            return views[code]
+        return get
+
+
+def _mark_if_directory(session: Session, instances) -> None:
+    if any(isinstance(obj, DIRECTORY_MODELS) for obj in instances):
+        session.info[_CHANGED] = True
+
+
+def watch(session_factory) -> None:
+    """Bump the directory version on commit of any transaction that wrote directory rows."""
+
+    @event.listens_for(session_factory, "before_flush")
+    def _before_flush(session, _ctx, _instances):
+        _mark_if_directory(session, list(session.new) + list(session.dirty) + list(session.deleted))
+
+    @event.listens_for(session_factory, "do_orm_execute")
+    def _bulk(state):
+        if (state.is_update or state.is_delete) and state.bind_mapper is not None \
+                and state.bind_mapper.local_table.name in DIRECTORY_TABLES:
+            state.session.info[_CHANGED] = True
+
+    @event.listens_for(session_factory, "before_commit")
+    def _bump(session):
+        session.flush()
+        if session.info.pop(_CHANGED, False):
+            bumped = session.execute(text("UPDATE directory_state SET version = version + 1 WHERE id = 1"))
+            if bumped.rowcount == 0:
+                session.execute(text("INSERT INTO directory_state (id, version) VALUES (1, 1)"))
+
+    @event.listens_for(session_factory, "after_rollback")
+    def _forget(session):
+        session.info.pop(_CHANGED, None)
+
+
+def init_app(app: Flask) -> None:
+    """Create the app's cache and watch its sessions."""
+    app.extensions["svi.directory_cache"] = DirectoryCache()
+    watch(app.extensions["svi.sessionmaker"])
