@@ -27,7 +27,8 @@ run: install
 test: install system-deps
 	$(VENV)/bin/python -m pytest
 
-bench: install system-deps
+bench: install
+	@bash scripts/system-deps.sh bench
 	$(VENV)/bin/python -m bench
 
 clean:

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite and benchmarks need, when missing.
+# `system-deps.sh` ensures the test needs; `system-deps.sh bench` also ensures `wrk` (load generator).
 set -euo pipefail
+mode="${1:-test}"
 missing=()
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
+fi
+if [ "$mode" = bench ] && ! command -v wrk >/dev/null; then
+  missing+=(wrk)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
