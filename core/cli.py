@@ -56,11 +56,16 @@ def init_app(app: Flask) -> None:
         """Migre la base, charge les 101 départements et la démo si l'annuaire est vide."""
         from directory.models import Departement
         from directory.operations import load_demo, seed_departements
+        from tracking import taxonomy
+        from tracking.models import Thematique
         upgrade(current_app.config["DATABASE_URL"])
         with db.transaction() as session:
             empty = session.scalar(select(func.count()).select_from(Departement)) == 0
             created = seed_departements(session)
             demo_codes = load_demo(session) if empty and demo else []
+            if session.scalar(select(func.count()).select_from(Thematique)) == 0:
+                counts = taxonomy.load_file(session)
+                click.echo(f"motifs : {counts['thematiques']} thématiques, {counts['motifs']} motifs")
         click.echo(f"{created} département(s) créé(s)")
         if demo_codes:
             click.echo("démonstration : lignes fictives pour " + ", ".join(demo_codes))

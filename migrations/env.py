@@ -7,6 +7,7 @@ from alembic import context
 from core.db import Base
 import directory.models  # noqa: F401  (registers tables)
 import tracking.models  # noqa: F401
+import scheduler.models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

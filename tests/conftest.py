@@ -16,6 +16,7 @@ from core.db import Base, make_engine
 from devtools.pgcluster import Cluster
 from directory.operations import load_demo, seed_departements
 from ivr.simulator import Emulator, FlaskTransport
+from tracking.taxonomy import load_file as load_taxonomy
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 PUBLIC_BASE = "https://svi.example.gouv.fr"
@@ -86,6 +87,7 @@ def app(request, database_urls):
     with application.app_context():
         seed_departements(core_db.session())
         load_demo(core_db.session())
+        load_taxonomy(core_db.session())
         core_db.commit()
     yield application
     application.extensions["svi.engine"].dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -116,3 +116,117 @@ class CallEvent(Base):
     kind: Mapped[str] = mapped_column(String(20))
     step: Mapped[str | None] = mapped_column(String(40))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Channel(enum.Enum):
+    """How a solicitation reached the assistance."""
+
+    phone_svi = "Téléphone (SVI)"
+    phone_direct = "Téléphone (hors SVI)"
+    email = "Courriel"
+    form = "Formulaire"
+    other = "Autre"
+
+
+class Source(enum.Enum):
+    """Who created a solicitation row."""
+
+    svi = "créée par le SVI"
+    manual = "saisie par un référent"
+    workbook = "importée d'un classeur"
+
+
+class Thematique(Base):
+    """Top level of the motif taxonomy (e.g. « Assistance technique »)."""
+
+    __tablename__ = "thematiques"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Stable key: rows, the call flow's menu and files refer to it; never renamed.
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    #: French label shown everywhere; renaming it relabels history, which stays readable.
+    label: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    #: Retired entries stay for history but are no longer offered.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    motifs: Mapped[list[Motif]] = relationship(back_populates="thematique", order_by="Motif.position")
+
+
+class Motif(Base):
+    """Second level of the taxonomy, within a thématique."""
+
+    __tablename__ = "motifs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thematique_id: Mapped[int] = mapped_column(ForeignKey("thematiques.id"), index=True)
+    key: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    thematique: Mapped[Thematique] = relationship(back_populates="motifs")
+    sous_motifs: Mapped[list[SousMotif]] = relationship(back_populates="motif", order_by="SousMotif.position")
+
+    __table_args__ = (UniqueConstraint("thematique_id", "key"),)
+
+
+class SousMotif(Base):
+    """Third level of the taxonomy, within a motif."""
+
+    __tablename__ = "sous_motifs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"), index=True)
+    key: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    motif: Mapped[Motif] = relationship(back_populates="sous_motifs")
+
+    __table_args__ = (UniqueConstraint("motif_id", "key"),)
+
+
+class Solicitation(Base):
+    """One row of the « historique des sollicitations »: one motif of one call or email."""
+
+    __tablename__ = "solicitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Stable reference printed in workbooks ("S-…"), so that a re-import recognises the row.
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    departement_code: Mapped[str] = mapped_column(ForeignKey("departements.code"))
+    #: When it happened (UTC); workbooks show the département's local time.
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    #: The SVI call this row qualifies (several rows when a call is split into motifs).
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
+    #: First row of its call: volumes count calls once however many motifs they have.
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: NULL while « À qualifier ».
+    thematique_id: Mapped[int | None] = mapped_column(ForeignKey("thematiques.id"))
+    motif_id: Mapped[int | None] = mapped_column(ForeignKey("motifs.id"))
+    sous_motif_id: Mapped[int | None] = mapped_column(ForeignKey("sous_motifs.id"))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    #: Resolved at the first level (by the référent), None while unknown.
+    resolved_first_level: Mapped[bool | None] = mapped_column(Boolean)
+    #: Escalated to the national assistance (level 2).
+    escalated: Mapped[bool | None] = mapped_column(Boolean)
+    source: Mapped[Source] = mapped_column(_enum(Source))
+    #: Content fingerprint of a row added by hand in a workbook: importing it twice adds it once.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call | None] = relationship()
+    thematique: Mapped[Thematique | None] = relationship()
+    motif: Mapped[Motif | None] = relationship()
+    sous_motif: Mapped[SousMotif | None] = relationship()
+
+    __table_args__ = (
+        # Workbooks: a département's rows over a period, in date order.
+        Index("ix_solicitations_departement_occurred_at", "departement_code", "occurred_at"),
+        # National workbook: every row over a period.
+        Index("ix_solicitations_occurred_at", "occurred_at"),
+    )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.db import UTCDateTime
 from core.privacy import caller_hash, mask_number
+from tracking import solicitations
 from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome
 
 #: Steps during which a hang-up means "hung up while it rang", not "abandoned in the menu".
@@ -141,6 +142,8 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
     if track.get("recording_url"):
         record_voicemail(db, call, track["recording_url"], track.get("recording_seconds"))
     db.flush()
+    if track.get("departement") or track.get("motif"):
+        solicitations.sync_call(db, call)
 
 
 def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> None:

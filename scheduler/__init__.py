@@ -1,0 +1,1 @@
+"""Periodic jobs, run by `flask --app app scheduler` in a process of their own."""

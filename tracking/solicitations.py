@@ -1,0 +1,132 @@
+"""The « historique des sollicitations »: rows created from calls, qualified, split, added by hand.
+
+Operations only flush; the edge (webhook, CLI command, web view) commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from directory.models import Departement
+from tracking import taxonomy as tax
+from tracking.models import Call, Channel, Solicitation, Source
+
+#: Crockford's base32: no I, L, O, U — references are read aloud and typed by people.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class SolicitationError(ValueError):
+    """A solicitation operation was refused; the message is French."""
+
+
+def new_reference() -> str:
+    """A stable, unguessable reference such as "S-7K3M9Q2XPA"."""
+    return "S-" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+def by_reference(db: Session, reference: str) -> Solicitation:
+    """The row with this reference, or SolicitationError."""
+    row = db.scalars(select(Solicitation).where(Solicitation.reference == reference.strip().upper())).one_or_none()
+    if row is None:
+        raise SolicitationError(f"sollicitation introuvable : {reference}")
+    return row
+
+
+def sync_call(db: Session, call: Call) -> Solicitation | None:
+    """Create the row of a call that reached a département, and keep it in step while unqualified.
+
+    The thématique chosen in the call flow's menu is copied; the motif stays « À qualifier ».
+    """
+    if call.departement_code is None:
+        return None
+    rows = db.scalars(select(Solicitation).where(Solicitation.call_id == call.id)
+                      .order_by(Solicitation.id)).all()
+    thematique = tax.by_key(db, call.motif)
+    if not rows:
+        row = Solicitation(reference=new_reference(), departement_code=call.departement_code,
+                           occurred_at=call.started_at, channel=Channel.phone_svi, call_id=call.id,
+                           is_primary=True, thematique=thematique, source=Source.svi, comment="")
+        db.add(row)
+        db.flush()
+        return row
+    row = rows[0]
+    if len(rows) == 1 and row.motif_id is None:  # nobody has qualified it yet
+        row.departement_code = call.departement_code
+        if thematique is not None:
+            row.thematique = thematique
+    db.flush()
+    return row
+
+
+def qualify(db: Session, row: Solicitation, *, thematique: str, motif: str,
+            sous_motif: str | None = None, comment: str | None = None,
+            resolved: bool | None = None, escalated: bool | None = None) -> Solicitation:
+    """Set a row's thématique, motif and sous-motif (keys or labels) and its follow-up fields."""
+    try:
+        row.thematique, row.motif, row.sous_motif = tax.resolve(db, thematique, motif, sous_motif)
+    except tax.TaxonomyError as exc:
+        raise SolicitationError(str(exc)) from None
+    if comment is not None:
+        row.comment = comment
+    if resolved is not None:
+        row.resolved_first_level = resolved
+    if escalated is not None:
+        row.escalated = escalated
+    db.flush()
+    return row
+
+
+def split(db: Session, row: Solicitation,
+          motifs: list[tuple[str, str, str | None]]) -> list[Solicitation]:
+    """One row per motif for the same call or email: `row` takes the first, new rows the others."""
+    if len(motifs) < 2:
+        raise SolicitationError("une répartition demande au moins deux motifs")
+    qualify(db, row, thematique=motifs[0][0], motif=motifs[0][1], sous_motif=motifs[0][2])
+    rows = [row]
+    for them, motif, sous in motifs[1:]:
+        extra = Solicitation(reference=new_reference(), departement_code=row.departement_code,
+                             occurred_at=row.occurred_at, channel=row.channel, call_id=row.call_id,
+                             is_primary=False, source=row.source, comment="")
+        db.add(extra)
+        rows.append(qualify(db, extra, thematique=them, motif=motif, sous_motif=sous))
+    db.flush()
+    return rows
+
+
+def channel_from(text: str) -> Channel:
+    """A channel from its French label or its name."""
+    wanted = text.strip().casefold()
+    for channel in Channel:
+        if wanted in (channel.name.casefold(), channel.value.casefold()):
+            return channel
+    raise SolicitationError(f"canal inconnu : « {text} » (attendu : "
+                            + ", ".join(c.value for c in Channel) + ")")
+
+
+def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channel,
+        thematique: str | None = None, motif: str | None = None, sous_motif: str | None = None,
+        comment: str = "", resolved: bool | None = None, escalated: bool | None = None,
+        source: Source = Source.manual, fingerprint: str | None = None) -> Solicitation:
+    """Add a row for a call that did not go through the SVI, an email, a form…"""
+    if occurred_at.tzinfo is None:
+        raise SolicitationError("la date doit porter son fuseau horaire")
+    if db.get(Departement, departement) is None:
+        raise SolicitationError(f"département inconnu : {departement}")
+    row = Solicitation(reference=new_reference(), departement_code=departement,
+                       occurred_at=occurred_at, channel=channel, is_primary=True, source=source,
+                       comment=comment or "", resolved_first_level=resolved, escalated=escalated,
+                       fingerprint=fingerprint)
+    db.add(row)
+    if thematique and motif:
+        qualify(db, row, thematique=thematique, motif=motif, sous_motif=sous_motif)
+    elif thematique:
+        try:
+            row.thematique = tax.resolve(db, thematique)[0]
+        except tax.TaxonomyError as exc:
+            raise SolicitationError(str(exc)) from None
+    db.flush()
+    return row
