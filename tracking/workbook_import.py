@@ -1,0 +1,283 @@
+"""Import a département's workbook filled by hand: qualification changes and rows added by hand.
+
+All or nothing: every row of every « Historique » sheet is validated first; errors name the
+sheet, the row and the column. Importing the same file twice changes nothing: existing rows
+are recognised by their reference, rows added by hand by a fingerprint of their content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from directory.models import Departement
+from tracking.columns import HEADERS, INDEX, NO, TO_QUALIFY, YES
+from tracking.models import Channel, Motif, Solicitation, Source, Thematique
+from tracking.solicitations import new_reference
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 500 * 1024 * 1024
+MAX_ROWS = 200_000
+SHEET_PREFIX = "Historique"
+NOT_WORKBOOK = "ce fichier n'est pas un classeur Excel (.xlsx) lisible"
+_TEXT_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y-%m-%d %H:%M",
+                      "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class CellError:
+    """A refused cell, named as a spreadsheet user sees it."""
+
+    sheet: str
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"feuille « {self.sheet} », ligne {self.row}, colonne « {self.column} » : {self.message}"
+
+
+class ImportRefused(Exception):
+    """Nothing was imported; `errors` (or the message) say why, in French."""
+
+    def __init__(self, message: str, errors: list[CellError] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+    def lines(self) -> list[str]:
+        """The message, then one line per error."""
+        return [str(self)] + [str(e) for e in self.errors]
+
+
+@dataclass
+class _Plan:
+    updates: list[tuple[Solicitation, dict]] = field(default_factory=list)
+    additions: list[dict] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def read_rows(path: str | Path):
+    """Yield (sheet title, row number, cells) of every Historique sheet; ImportRefused if unreadable."""
+    path = Path(path)
+    if path.suffix.lower() != ".xlsx":
+        raise ImportRefused("seuls les classeurs .xlsx sont acceptés")
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ImportRefused(f"fichier introuvable : {path}") from None
+    if size == 0:
+        raise ImportRefused("le fichier est vide")
+    if size > MAX_FILE_BYTES:
+        raise ImportRefused("fichier trop volumineux (50 Mo au maximum)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if sum(i.file_size for i in archive.infolist()) > MAX_UNZIPPED_BYTES:
+                raise ImportRefused("classeur trop volumineux une fois décompressé")
+    except zipfile.BadZipFile:
+        raise ImportRefused(NOT_WORKBOOK) from None
+    try:
+        # openpyxl parses with defusedxml when it is installed (it is: see requirements.txt).
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many unrelated types on broken or hostile files
+        raise ImportRefused(NOT_WORKBOOK) from exc
+    try:
+        sheets = [ws for ws in wb.worksheets if ws.title.startswith(SHEET_PREFIX)]
+        if not sheets:
+            raise ImportRefused("aucune feuille « Historique des sollicitations » dans ce classeur")
+        for ws in sheets:
+            rows = ws.iter_rows(values_only=True)
+            header = [("" if v is None else str(v).strip()) for v in next(rows, ())]
+            while header and not header[-1]:
+                header.pop()
+            if tuple(header) != HEADERS:
+                missing = [h for h in HEADERS if h not in header]
+                raise ImportRefused(f"feuille « {ws.title} » : première ligne incorrecte"
+                                    + (f" (colonnes manquantes : {', '.join(missing)})" if missing else "")
+                                    + ". Colonnes attendues : " + ", ".join(HEADERS))
+            for number, values in enumerate(rows, start=2):
+                cells = list(values[:len(HEADERS)]) + [None] * (len(HEADERS) - len(values))
+                if any(v not in (None, "") for v in cells):
+                    yield ws.title, number, cells
+    except ImportRefused:
+        raise
+    except Exception as exc:
+        raise ImportRefused(NOT_WORKBOOK) from exc
+    finally:
+        wb.close()
+
+
+class _Checker:
+    """Validates one row's cells against the taxonomy and the directory."""
+
+    def __init__(self, db: Session):
+        thems = db.scalars(select(Thematique).options(
+            selectinload(Thematique.motifs).selectinload(Motif.sous_motifs))).all()
+        self.thematiques = {t.label.casefold(): t for t in thems}
+        self.zones = {code: ZoneInfo(tz) for code, tz in db.execute(
+            select(Departement.code, Departement.timezone))}
+        self.channels = {c.value.casefold(): c for c in Channel}
+
+    def text(self, cells, header) -> str:
+        value = cells[INDEX[header]]
+        return "" if value is None else str(value).strip()
+
+    def yes_no(self, cells, header, errors) -> bool | None:
+        value = self.text(cells, header).casefold()
+        if not value:
+            return None
+        if value in (YES, NO):
+            return value == YES
+        errors.append((header, f"« {value} » : attendu « oui » ou « non »"))
+        return None
+
+    def when(self, cells, code, errors) -> datetime | None:
+        value = cells[INDEX["Date et heure"]]
+        if isinstance(value, datetime):
+            local = value
+        elif isinstance(value, date):
+            local = datetime.combine(value, time(0))
+        else:
+            local = None
+            for fmt in _TEXT_DATE_FORMATS:
+                try:
+                    local = datetime.strptime(str(value or "").strip(), fmt)
+                    break
+                except ValueError:
+                    continue
+            if local is None:
+                errors.append(("Date et heure", f"date illisible : « {value or ''} » (attendu JJ/MM/AAAA HH:MM)"))
+                return None
+        return local.replace(tzinfo=self.zones.get(code, ZoneInfo("Europe/Paris")))
+
+    def taxonomy(self, cells, errors):
+        them_label, motif_label = self.text(cells, "Thématique"), self.text(cells, "Motif")
+        sous_label = self.text(cells, "Sous-motif")
+        if not them_label:
+            errors.append(("Thématique", "obligatoire"))
+            return None
+        if not motif_label:
+            errors.append(("Motif", "obligatoire"))
+            return None
+        if them_label == TO_QUALIFY:
+            if motif_label != TO_QUALIFY or sous_label:
+                errors.append(("Motif", "une ligne « À qualifier » n'a ni motif ni sous-motif"))
+            return (None, None, None)
+        them = self.thematiques.get(them_label.casefold())
+        if them is None:
+            errors.append(("Thématique", f"« {them_label} » n'est pas dans la liste"))
+            return None
+        if motif_label == TO_QUALIFY:
+            if sous_label:
+                errors.append(("Sous-motif", "pas de sous-motif sans motif"))
+                return None
+            return (them, None, None)
+        motif = next((m for m in them.motifs if m.label.casefold() == motif_label.casefold()), None)
+        if motif is None:
+            errors.append(("Motif", f"« {motif_label} » n'est pas un motif de « {them.label} »"))
+            return None
+        sous = None
+        if sous_label:
+            sous = next((s for s in motif.sous_motifs if s.label.casefold() == sous_label.casefold()), None)
+            if sous is None:
+                errors.append(("Sous-motif", f"« {sous_label} » n'est pas un sous-motif de « {motif.label} »"))
+                return None
+        return (them, motif, sous)
+
+
+def _fingerprint(values: dict, occurrence: int) -> str:
+    key = "|".join(str(values[k]) for k in ("occurred_at", "departement_code", "channel",
+                                            "thematique_id", "motif_id", "sous_motif_id", "comment"))
+    return hashlib.sha256(f"{key}|{occurrence}".encode()).hexdigest()
+
+
+def plan(db: Session, rows) -> _Plan:
+    """Validate every row and work out what would change; ImportRefused lists every error."""
+    check, result, errors = _Checker(db), _Plan(), []
+    existing = {}
+    refs = set()
+    parsed = []
+    for count, (sheet, number, cells) in enumerate(rows, start=1):
+        if count > MAX_ROWS:
+            raise ImportRefused(f"trop de lignes ({MAX_ROWS} au maximum)")
+        parsed.append((sheet, number, cells))
+        ref = check.text(cells, "Référence")
+        if ref:
+            refs.add(ref.upper())
+    for chunk in [sorted(refs)[i:i + 500] for i in range(0, len(refs), 500)]:
+        existing.update({s.reference: s for s in db.scalars(
+            select(Solicitation).where(Solicitation.reference.in_(chunk)))})
+    seen_refs, occurrences = set(), Counter()
+    for sheet, number, cells in parsed:
+        row_errors: list[tuple[str, str]] = []
+        ref = check.text(cells, "Référence").upper()
+        code = check.text(cells, "Département").upper()
+        if code and code not in check.zones:
+            row_errors.append(("Département", f"département inconnu : « {code} »"))
+        elif not code:
+            row_errors.append(("Département", "obligatoire"))
+        taxo = check.taxonomy(cells, row_errors)
+        resolved = check.yes_no(cells, "Résolu au niveau 1", row_errors)
+        escalated = check.yes_no(cells, "Escaladé", row_errors)
+        comment = check.text(cells, "Commentaire")
+        if ref:
+            row = existing.get(ref)
+            if row is None:
+                row_errors.append(("Référence", f"référence inconnue : « {ref} » (laissez-la vide pour une nouvelle ligne)"))
+            elif ref in seen_refs:
+                row_errors.append(("Référence", f"référence en double : « {ref} »"))
+            seen_refs.add(ref)
+            if row is not None and not row_errors and taxo is not None:
+                changes = {"thematique": taxo[0], "motif": taxo[1], "sous_motif": taxo[2],
+                           "comment": comment, "resolved_first_level": resolved, "escalated": escalated}
+                if all(getattr(row, k) == v for k, v in changes.items()):
+                    result.unchanged += 1
+                else:
+                    result.updates.append((row, changes))
+        else:
+            channel_text = check.text(cells, "Canal")
+            channel = check.channels.get(channel_text.casefold())
+            if channel is None:
+                row_errors.append(("Canal", f"« {channel_text} » n'est pas dans la liste" if channel_text else "obligatoire"))
+            elif channel is Channel.phone_svi:
+                row_errors.append(("Canal", "les appels du SVI sont créés par le service : choisissez un autre canal"))
+            occurred_at = check.when(cells, code, row_errors)
+            if not row_errors and taxo is not None:
+                values = dict(occurred_at=occurred_at, departement_code=code, channel=channel,
+                              thematique_id=taxo[0] and taxo[0].id, motif_id=taxo[1] and taxo[1].id,
+                              sous_motif_id=taxo[2] and taxo[2].id, comment=comment,
+                              resolved_first_level=resolved, escalated=escalated)
+                content = _fingerprint(values, 0)
+                occurrences[content] += 1
+                values["fingerprint"] = _fingerprint(values, occurrences[content])
+                result.additions.append(values)
+        errors.extend(CellError(sheet, number, column, message) for column, message in row_errors)
+    if errors:
+        raise ImportRefused(f"Import refusé, rien n'a été modifié : {len(errors)} erreur(s)", errors)
+    known = set(db.scalars(select(Solicitation.fingerprint).where(
+        Solicitation.fingerprint.in_([a["fingerprint"] for a in result.additions]))))
+    fresh = [a for a in result.additions if a["fingerprint"] not in known]
+    result.unchanged += len(result.additions) - len(fresh)
+    result.additions = fresh
+    return result
+
+
+def import_file(db: Session, path: str | Path) -> str:
+    """Validate then apply a workbook; returns a French summary. Only flushes."""
+    result = plan(db, read_rows(path))
+    for row, changes in result.updates:
+        for name, value in changes.items():
+            setattr(row, name, value)
+    for values in result.additions:
+        db.add(Solicitation(reference=new_reference(), is_primary=True, source=Source.workbook, **values))
+    db.flush()
+    return (f"Import terminé : {len(result.additions)} ligne(s) ajoutée(s), "
+            f"{len(result.updates)} mise(s) à jour, {result.unchanged} inchangée(s).")
