@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run")
     p.add_argument("--only", choices=[key for key, _ in SERVERS], action="append",
                    help="run only this server (repeatable)")
+    p.add_argument("--workbook-only", action="store_true",
+                   help="run only the workbook export benchmark (python -m bench.workbook)")
     return p.parse_args()
 
 
@@ -141,6 +143,9 @@ def problems(r: dict, connections: int) -> list[str]:
 def main() -> int:
     """Run every server in turn, print the report and write it to bench/results/latest.md."""
     args = parse_args()
+    if args.workbook_only:
+        from bench import workbook
+        return workbook.main([])
     only = set(args.only or [key for key, _ in SERVERS])
     if args.no_postgres:
         only.discard("postgres")

@@ -22,6 +22,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from core.spreadsheets import FORMULA_PREFIXES, keep_as_text
 from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
 from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
                                   set_worked_holiday)
@@ -42,8 +43,6 @@ MAX_TEXT = 200
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 RING_LABELS = {RingStrategy.simultaneous: "simultanée", RingStrategy.sequential: "successive"}
 SEPARATOR = " ; "
-#: A spreadsheet runs a cell starting with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 NOT_WORKBOOK = "ce fichier n'est pas un classeur Excel (.xlsx) lisible"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -144,10 +143,7 @@ def write_xlsx(path: Path, rows: list[dict[str, str]]) -> None:
             cell = ws.cell(r, c, value)
             cell.number_format = "@"
             if value.startswith(FORMULA_PREFIXES):
-                # openpyxl turns "=…" into a formula: store it as a string, and have Excel
-                # keep it as text even when the admin edits the cell.
-                cell.data_type = "s"
-                cell.quotePrefix = True
+                keep_as_text(cell)
     for c, column in enumerate(COLUMNS, start=1):
         longest = max([len(column)] + [len(row[column]) for row in rows])
         ws.column_dimensions[get_column_letter(c)].width = min(longest, 60) + 2

@@ -7,6 +7,10 @@ missing=()
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+# LibreOffice recalculates the indicator workbook's formulas in tests/test_workbook.py.
+if ! command -v soffice >/dev/null; then
+  missing+=(libreoffice-calc)
+fi
 if [ "$mode" = bench ] && ! command -v wrk >/dev/null; then
   missing+=(wrk)
 fi

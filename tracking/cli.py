@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date, timedelta
 
 import click
@@ -59,7 +60,7 @@ def init_app(app: Flask) -> None:
         code = departement.upper() if departement else None
         total = session.scalar(select(func.count()).select_from(Solicitation).where(
             *( [Solicitation.departement_code == code] if code else [])))
-        with click.progressbar(length=total or 1, label="Export", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=total or 1, label="Export", file=sys.stderr) as bar:
             done = [0]
 
             def progress(n):
