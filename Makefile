@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt 
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 
-.PHONY: install run test bench system-deps clean
+.PHONY: install run test bench bench-calls bench-workbook system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +19,30 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The scheduler runs in its own process beside the web server and stops with it.
 run: install
 	$(VENV)/bin/flask --app app setup
+	$(VENV)/bin/flask --app app scheduler & scheduler=$$!; \
+	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler' EXIT; trap 'exit 130' INT TERM; \
 	SVI_ALLOW_SIMULATED_TIME=$${SVI_ALLOW_SIMULATED_TIME:-1} \
 	  $(VENV)/bin/flask --app app run --host $(HOST) --port $(PORT)
 
 test: install system-deps
 	$(VENV)/bin/python -m pytest
 
+# Both benchmarks (about 1 min + 16 min); each exits non-zero when its targets are missed.
 bench: install
 	@bash scripts/system-deps.sh bench
+	$(VENV)/bin/python -m bench; calls=$$?; \
+	$(VENV)/bin/python -m bench --workbook-only; book=$$?; \
+	exit $$(( calls || book ))
+
+bench-calls: install
+	@bash scripts/system-deps.sh bench
 	$(VENV)/bin/python -m bench
+
+bench-workbook: install
+	$(VENV)/bin/python -m bench --workbook-only
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

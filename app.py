@@ -52,4 +52,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     directory_cli.init_app(app)
     simulator.init_app(app)
     tracking_cli.init_app(app)
+    from scheduler import cli as scheduler_cli
+    scheduler_cli.init_app(app)
     return app

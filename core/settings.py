@@ -24,11 +24,21 @@ DEFAULTS: dict[str, object] = {
     "SVI_FLOW_FILE": "",  # empty: callflows/main.yaml
     "SVI_ALLOW_SIMULATED_TIME": False,  # honour the `at` URL parameter (simulator only)
     "LOG_LEVEL": "INFO",
+    "SMTP_HOST": "",  # empty: no SMTP, messages are written as .eml files to MAIL_OUTBOX_DIR
+    "SMTP_PORT": 25,
+    "SMTP_USERNAME": "",  # empty: no SMTP authentication
+    "SMTP_PASSWORD": "",
+    "SMTP_STARTTLS": False,
+    "SMTP_TIMEOUT": 10,  # seconds
+    "MAIL_FROM": "svi-noreply@example.gouv.fr",
+    "MAIL_OUTBOX_DIR": "",  # empty: instance/outbox
+    "NATIONAL_TEAM_EMAILS": "",  # comma-separated; receives the quarterly workbook links
+    "WORKBOOK_STORAGE_DIR": "",  # empty: instance/workbooks
 }
 
-_BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME"}
+_BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME", "SMTP_STARTTLS"}
 _INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_CALLER_RETENTION_DAYS",
-            "SVI_VOICEMAIL_MAX_SECONDS"}
+            "SVI_VOICEMAIL_MAX_SECONDS", "SMTP_PORT", "SMTP_TIMEOUT"}
 _DEV_SECRET = "dev-only-secret-change-me"
 
 

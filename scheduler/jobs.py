@@ -1,0 +1,188 @@
+"""The periodic jobs. Each one claims its period, works in one transaction, and never raises."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import db, mail
+from directory.models import Departement
+from directory.reference import territories
+from scheduler import runs
+from tracking import operations
+from tracking.exports import PeriodError, export_workbook, quarter_bounds, quarter_of
+
+log = logging.getLogger(__name__)
+
+PARIS = ZoneInfo("Europe/Paris")
+QUARTERLY_WORKBOOKS = "quarterly-workbooks"
+PURGE_CALLERS = "purge-callers"
+#: URL path under PUBLIC_BASE_URL where the web UI serves WORKBOOK_STORAGE_DIR.
+WORKBOOKS_URL_PATH = "/classeurs"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job did: "done", "skipped" (already done or running elsewhere) or "failed"."""
+
+    status: str
+    message: str
+
+
+def run_job(app: Flask, job: str, period: str, work: Callable[[Session], str]) -> Outcome:
+    """Claim (job, period), run `work` and record its outcome; log every exception, raise none."""
+    label = f"{job} {period}"
+    with app.app_context():
+        started = time.monotonic()
+        log.info("%s : début", label)
+        try:
+            session = db.session()
+            run = runs.claim(session, job, period)
+            if run is None:
+                current = runs.get(session, job, period)
+                state = "déjà exécuté" if current and current.status == "done" else "en cours ailleurs"
+                since = _local(current.started_at) if current else "?"
+                message = f"{label} : {state} (début le {since}), rien à faire"
+                log.info("%s", message)
+                return Outcome("skipped", message)
+        except Exception as exc:
+            log.exception("%s : verrou impossible à prendre", label)
+            return Outcome("failed", f"{label} : échec du verrou : {type(exc).__name__}: {exc}")
+        try:
+            detail = work(session)
+            runs.finish(session, run, detail)
+            db.commit()
+        except Exception as exc:
+            log.exception("%s : échec", label)
+            message = f"{label} : échec : {type(exc).__name__}: {exc}"
+            db.rollback()
+            try:
+                runs.fail(session, run, message)
+                db.commit()
+            except Exception:
+                log.exception("%s : échec non enregistré", label)
+            return Outcome("failed", message)
+        log.info("%s : fin en %.1f s — %s", label, time.monotonic() - started, detail)
+        return Outcome("done", f"{label} : {detail}")
+
+
+def _local(at) -> str:
+    return at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+
+
+# --- quarterly workbooks -----------------------------------------------------------------------
+
+def previous_quarter(app: Flask) -> str:
+    """The quarter that ended last, by the app's clock in Europe/Paris (e.g. '2026-Q4' in January 2027)."""
+    today = app.config["CLOCK"]().astimezone(PARIS).date()
+    first_day = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    return quarter_of(first_day - timedelta(days=1))
+
+
+def workbook_dir(app: Flask) -> Path:
+    """Root folder of the quarterly workbooks (WORKBOOK_STORAGE_DIR, default instance/workbooks)."""
+    return Path(app.config["WORKBOOK_STORAGE_DIR"] or Path(app.instance_path) / "workbooks")
+
+
+def workbook_url(app: Flask, quarter: str, name: str) -> str:
+    """Link to a stored workbook, as served by the web UI."""
+    return f"{app.config['PUBLIC_BASE_URL']}{WORKBOOKS_URL_PATH}/{quarter}/{name}"
+
+
+def national_team(app: Flask) -> list[str]:
+    """NATIONAL_TEAM_EMAILS as a list."""
+    return [a.strip() for a in app.config["NATIONAL_TEAM_EMAILS"].split(",") if a.strip()]
+
+
+def quarterly_workbooks(app: Flask, quarter: str | None = None) -> Outcome:
+    """Write the national and every département's workbook of a quarter, then email the links."""
+    if quarter is None:
+        quarter = previous_quarter(app)
+    else:
+        try:
+            start, _ = quarter_bounds(quarter)
+        except PeriodError as exc:
+            return Outcome("failed", str(exc))
+        quarter = quarter_of(start)  # one spelling, one lock: "2026q4" is "2026-Q4"
+    return run_job(app, QUARTERLY_WORKBOOKS, quarter, lambda session: _write_quarter(app, session, quarter))
+
+
+def _write_quarter(app: Flask, session: Session, quarter: str) -> str:
+    start, end = quarter_bounds(quarter)
+    root = workbook_dir(app)
+    # Written aside then moved in place: the web UI never serves a half-written quarter.
+    partial = root / f".{quarter}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    national = export_workbook(session, departement=None, start=start, end=end,
+                               path=partial / "national.xlsx")
+    order = {code: i for i, code in enumerate(territories())}
+    departements = sorted(session.scalars(select(Departement)),
+                          key=lambda d: order.get(d.code, len(order)))
+    lines = []
+    for dept in departements:
+        name = f"departement-{dept.code}.xlsx"
+        count = export_workbook(session, departement=dept.code, start=start, end=end,
+                                path=partial / name)
+        lines.append(f"- {dept.code} – {dept.name} ({_count(count)}) : {workbook_url(app, quarter, name)}")
+    final = root / quarter
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    log.info("%s : %d classeur(s) écrits dans %s", quarter, len(departements) + 1, final)
+
+    recipients = national_team(app)
+    summary = f"{len(departements) + 1} classeurs, {_count(national)} au national"
+    if not recipients:
+        log.warning("%s : NATIONAL_TEAM_EMAILS est vide, aucun courriel envoyé", quarter)
+        return f"{summary} ; aucun courriel (NATIONAL_TEAM_EMAILS vide)"
+    year, number = quarter.split("-Q")
+    ordinal = "1er" if number == "1" else f"{number}e"
+    body = "\n".join([
+        "Bonjour,",
+        "",
+        f"Les classeurs de l'historique des sollicitations du {ordinal} trimestre {year} "
+        f"(du {start:%d/%m/%Y} au {end:%d/%m/%Y}) sont disponibles.",
+        "",
+        f"Classeur national ({_count(national)}) :",
+        workbook_url(app, quarter, "national.xlsx"),
+        "",
+        f"Classeurs départementaux ({len(departements)}) :",
+        *lines,
+        "",
+        "Ce message est envoyé automatiquement par le SVI ; merci de ne pas y répondre.",
+    ])
+    mail.send(app, to=recipients, subject=f"SVI – classeurs du {ordinal} trimestre {year} disponibles",
+              body=body + "\n")
+    return f"{summary} ; courriel envoyé à {len(recipients)} destinataire(s)"
+
+
+def _count(n: int) -> str:
+    return f"{n} sollicitation" + ("s" if n > 1 else "")
+
+
+# --- caller purge ------------------------------------------------------------------------------
+
+def purge_callers(app: Flask) -> Outcome:
+    """Erase who called before the retention period (SVI_CALLER_RETENTION_DAYS); once a day."""
+    now = app.config["CLOCK"]()
+    before = now - timedelta(days=app.config["SVI_CALLER_RETENTION_DAYS"])
+
+    def work(session: Session) -> str:
+        count = operations.purge_callers(session, before=before)
+        return f"{count} appel(s) anonymisé(s) (antérieurs au {before.astimezone(PARIS):%d/%m/%Y})"
+
+    return run_job(app, PURGE_CALLERS, now.astimezone(PARIS).date().isoformat(), work)
+
+
+#: Jobs by name, for `flask scheduler run-job NAME`.
+JOBS = {QUARTERLY_WORKBOOKS: quarterly_workbooks, PURGE_CALLERS: purge_callers}
