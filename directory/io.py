@@ -9,7 +9,6 @@ import csv
 import io
 import re
 import unicodedata
-import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
@@ -22,7 +21,8 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
-from core.spreadsheets import FORMULA_PREFIXES, keep_as_text
+from core.spreadsheets import (FORMULA_PREFIXES, NOT_WORKBOOK, UnreadableFile, check_size,
+                               keep_as_text, open_untrusted_workbook)
 from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
 from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
                                   set_worked_holiday)
@@ -44,7 +44,6 @@ DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 RING_LABELS = {RingStrategy.simultaneous: "simultanée", RingStrategy.sequential: "successive"}
 SEPARATOR = " ; "
 
-NOT_WORKBOOK = "ce fichier n'est pas un classeur Excel (.xlsx) lisible"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PERIOD = re.compile(r"(\S+?)(?:\s*\.\.\s*(\S+))?(?:\s+(.*))?")
 _INTERVAL = re.compile(r"(\d{1,2})[:h](\d{2})\s*-\s*(\d{1,2})[:h](\d{2})")
@@ -161,13 +160,9 @@ def read_file(path: Path) -> list[Row]:
     if reader is None:
         raise DirectoryError(_bad_extension(path))
     try:
-        size = path.stat().st_size
-    except OSError:
-        raise DirectoryError(f"fichier introuvable : {path}") from None
-    if size > MAX_FILE_BYTES:
-        raise DirectoryError("fichier trop volumineux (10 Mo au maximum)")
-    if size == 0:
-        raise DirectoryError("le fichier est vide")
+        check_size(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise DirectoryError(str(exc)) from None
     table = []
     for n, values in reader(path):
         cells = [_text(v) for v in values]
@@ -197,17 +192,9 @@ def _read_csv(path: Path):
 
 def _read_xlsx(path: Path):
     try:
-        with zipfile.ZipFile(path) as archive:
-            unzipped = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile:
-        raise DirectoryError(NOT_WORKBOOK) from None
-    if unzipped > MAX_UNZIPPED_BYTES:
-        raise DirectoryError("classeur trop volumineux une fois décompressé")
-    # openpyxl (with defusedxml) raises many unrelated types on broken or hostile files.
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:
-        raise DirectoryError(NOT_WORKBOOK) from exc
+        wb = open_untrusted_workbook(path, max_unzipped_bytes=MAX_UNZIPPED_BYTES)
+    except UnreadableFile as exc:
+        raise DirectoryError(str(exc)) from None
     try:
         # Read-only mode yields gaps as empty rows, so the count is the sheet's row number.
         yield from enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1)

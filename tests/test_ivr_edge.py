@@ -157,3 +157,16 @@ def test_every_answer_is_text_xml(app, twilio):
     resp = client.post(VOICE, data=params, headers={"X-Twilio-Signature": twilio.signature(VOICE, params)})
     assert resp.mimetype == "text/xml"
     assert all(status == 200 for _, _, status in t.requests)
+
+
+def test_repeated_leg_webhooks_land_on_one_leg(app, twilio, db):
+    from tracking.models import CallLeg
+    from sqlalchemy import select as sa_select
+    t = twilio.call(caller="+33612345678", keys=["57"], referents=[Referent("accept")])
+    leg_request = next((url, params) for url, params, _ in t.requests if "/ivr/whisper?" in url)
+    for _ in range(2):  # Twilio retries the whisper request
+        status, _ = twilio.post(t, *leg_request)
+        assert status == 200
+    db.expire_all()
+    legs = db.scalars(sa_select(CallLeg)).all()
+    assert len(legs) == 1 and legs[0].accepted_at is not None

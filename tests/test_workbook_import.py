@@ -1,7 +1,7 @@
 """Importing a workbook filled by hand: all or nothing, errors located, idempotent, hostile files refused."""
 
 import zipfile
-from datetime import date, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import openpyxl

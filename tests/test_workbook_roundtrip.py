@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from ivr.simulator import Referent
 from tests.helpers import call_record
-from tests.test_workbook import kpi_table, recalc, volume_table  # noqa: F401  (recalc is a fixture)
+from tests.test_workbook import kpi_table, volume_table
+from tests.test_workbook import recalc as recalc  # noqa: F401  (a fixture, used by name)
 from tracking import solicitations
 from tracking.columns import HEADERS, INDEX
 from tracking.models import Channel, Outcome, Solicitation

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.db import UTCDateTime
+from core.db import Base, UTCDateTime
 from core.privacy import caller_hash, mask_number
 from tracking import solicitations
 from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome
@@ -47,19 +47,18 @@ def _new_call(call_sid: str, caller: str | None, called: str | None, at: datetim
                 called_number=called or "", updated_at=at)
 
 
-@lru_cache(maxsize=4)
-def _insert_call_statement(dialect: str):
-    """INSERT … ON CONFLICT (call_sid) DO NOTHING RETURNING id, built once per dialect."""
+@lru_cache(maxsize=8)
+def _insert_if_absent(dialect: str, table_name: str, key: str):
+    """INSERT … ON CONFLICT (key) DO NOTHING RETURNING id, built once per dialect and table."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = Call.__table__
-    return (insert(table).on_conflict_do_nothing(index_elements=["call_sid"])
-            .returning(table.c.id))
+    table = Base.metadata.tables[table_name]
+    return insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c.id)
 
 
-def _insert_if_new(db: Session, values: dict) -> int | None:
-    """INSERT the call unless its CallSid exists (atomic, race-free); its id, or None."""
+def _insert_if_new(db: Session, values: dict, table=Call.__table__, key: str = "call_sid") -> int | None:
+    """INSERT a row unless its unique key exists (atomic, race-free); its id, or None."""
     conn = db.connection()
-    return conn.execute(_insert_call_statement(conn.dialect.name), values).scalar()
+    return conn.execute(_insert_if_absent(conn.dialect.name, table.name, key), values).scalar()
 
 
 def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
@@ -155,14 +154,14 @@ def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> 
 
 def upsert_leg(db: Session, call: Call, leg_sid: str, *, number: str, at: datetime) -> CallLeg:
     """The dialled leg with this CallSid, created on first sight."""
-    leg = db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).one_or_none()
+    if not leg_sid:
+        raise ValueError("leg webhook without CallSid")
+    query = select(CallLeg).where(CallLeg.leg_sid == leg_sid)
+    leg = db.scalars(query).one_or_none()
     if leg is None:
-        leg = CallLeg(call_id=call.id, leg_sid=leg_sid, number=number or "", started_at=at)
-        try:
-            with db.begin_nested():
-                db.add(leg)
-        except IntegrityError:
-            leg = db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).one()
+        _insert_if_new(db, dict(call_id=call.id, leg_sid=leg_sid, number=number or "",
+                                status="initiated", started_at=at), CallLeg.__table__, "leg_sid")
+        leg = db.scalars(query).one()
     elif number and not leg.number:
         leg.number = number
     return leg

@@ -8,17 +8,16 @@ are recognised by their reference, rows added by hand by a fingerprint of their 
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import openpyxl
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core.spreadsheets import NOT_WORKBOOK, UnreadableFile, check_size, open_untrusted_workbook
 from directory.models import Departement
 from tracking.columns import HEADERS, INDEX, NO, TO_QUALIFY, YES
 from tracking.models import Channel, Motif, Solicitation, Source, Thematique
@@ -28,7 +27,6 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 500 * 1024 * 1024
 MAX_ROWS = 200_000
 SHEET_PREFIX = "Historique"
-NOT_WORKBOOK = "ce fichier n'est pas un classeur Excel (.xlsx) lisible"
 _TEXT_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y-%m-%d %H:%M",
                       "%Y-%m-%dT%H:%M", "%Y-%m-%d")
 
@@ -71,24 +69,10 @@ def read_rows(path: str | Path):
     if path.suffix.lower() != ".xlsx":
         raise ImportRefused("seuls les classeurs .xlsx sont acceptés")
     try:
-        size = path.stat().st_size
-    except OSError:
-        raise ImportRefused(f"fichier introuvable : {path}") from None
-    if size == 0:
-        raise ImportRefused("le fichier est vide")
-    if size > MAX_FILE_BYTES:
-        raise ImportRefused("fichier trop volumineux (50 Mo au maximum)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if sum(i.file_size for i in archive.infolist()) > MAX_UNZIPPED_BYTES:
-                raise ImportRefused("classeur trop volumineux une fois décompressé")
-    except zipfile.BadZipFile:
-        raise ImportRefused(NOT_WORKBOOK) from None
-    try:
-        # openpyxl parses with defusedxml when it is installed (it is: see requirements.txt).
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many unrelated types on broken or hostile files
-        raise ImportRefused(NOT_WORKBOOK) from exc
+        check_size(path, MAX_FILE_BYTES)
+        wb = open_untrusted_workbook(path, max_unzipped_bytes=MAX_UNZIPPED_BYTES)
+    except UnreadableFile as exc:
+        raise ImportRefused(str(exc)) from None
     try:
         sheets = [ws for ws in wb.worksheets if ws.title.startswith(SHEET_PREFIX)]
         if not sheets:
