@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
 from sqlalchemy import text
 
@@ -114,3 +118,23 @@ def db(app):
 def twilio(app):
     """Twilio's part: signs requests and follows TwiML like Twilio does."""
     return Emulator(FlaskTransport(app), auth_token=AUTH_TOKEN, public_base=PUBLIC_BASE)
+
+
+@pytest.fixture(scope="session")
+def recalc(tmp_path_factory):
+    """Open a workbook in LibreOffice (headless), recalculate it, and return the values."""
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        pytest.fail("LibreOffice is missing: run `bash scripts/system-deps.sh`")
+    profile = tmp_path_factory.mktemp("lo-profile")
+
+    def run(path: Path) -> openpyxl.Workbook:
+        out = path.parent / "recalculated"
+        result = subprocess.run(
+            [soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless",
+             "--convert-to", "xlsx", "--outdir", str(out), str(path)],
+            capture_output=True, text=True, timeout=180)
+        converted = out / path.name
+        assert result.returncode == 0 and converted.exists(), result.stderr
+        return openpyxl.load_workbook(converted, data_only=True)
+    return run

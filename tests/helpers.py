@@ -46,3 +46,34 @@ def call_record(db, sid) -> Call:
 def heard(transcript) -> str:
     """Everything the caller heard, as one string."""
     return " | ".join(transcript.heard)
+
+
+# --- workbooks -------------------------------------------------------------------------
+
+def volume_table(ws) -> dict[tuple[str, str | None], list]:
+    """The volumes table keyed like expected_volumes."""
+    table, thematique, inside = {}, None, False
+    for row in ws.iter_rows(values_only=True):
+        if row[:2] == ("Thématique", "Motif"):
+            inside = True
+        elif inside and row[0] == "Total des sollicitations":
+            table[(row[0], None)] = list(row[2:6])
+            return table
+        elif inside and row[0] is not None:
+            thematique = row[0]
+            table[(thematique, None)] = list(row[2:6])
+        elif inside:
+            table[(thematique, row[1])] = list(row[2:6])
+    raise AssertionError("volumes table not found")
+
+
+def kpi_table(ws) -> dict[str, list]:
+    table, inside = {}, False
+    for row in ws.iter_rows(values_only=True):
+        if row[0] == "Indicateur":
+            inside = True
+        elif inside and row[0] and row[2:6] != (None,) * 4:
+            table[row[0]] = [None if v == "" else v for v in row[2:6]]
+        elif inside:
+            return table
+    raise AssertionError("KPI table not found")

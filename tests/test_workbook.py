@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
-import subprocess
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from tracking.columns import (CHANNELS, HEADERS, HISTORIQUE, INDEX, MANDATORY, N
                               OUTCOMES, SYSTEM, TO_QUALIFY, YES, Taxonomy)
 from tracking.models import Channel, Outcome
 from tracking.workbook import write_workbook
+from tests.helpers import kpi_table, volume_table
 
 # Labels with wildcard and formula characters: criteria must match them exactly, cells keep them.
 TAXONOMY = Taxonomy(
@@ -152,35 +151,6 @@ def expected_synthesis(rows, departements) -> dict[str, list]:
 
 # --- reading the Résultats sheet -----------------------------------------------------------
 
-def volume_table(ws) -> dict[tuple[str, str | None], list]:
-    """The volumes table keyed like expected_volumes."""
-    table, thematique, inside = {}, None, False
-    for row in ws.iter_rows(values_only=True):
-        if row[:2] == ("Thématique", "Motif"):
-            inside = True
-        elif inside and row[0] == "Total des sollicitations":
-            table[(row[0], None)] = list(row[2:6])
-            return table
-        elif inside and row[0] is not None:
-            thematique = row[0]
-            table[(thematique, None)] = list(row[2:6])
-        elif inside:
-            table[(thematique, row[1])] = list(row[2:6])
-    raise AssertionError("volumes table not found")
-
-
-def kpi_table(ws) -> dict[str, list]:
-    table, inside = {}, False
-    for row in ws.iter_rows(values_only=True):
-        if row[0] == "Indicateur":
-            inside = True
-        elif inside and row[0] and row[2:6] != (None,) * 4:
-            table[row[0]] = [None if v == "" else v for v in row[2:6]]
-        elif inside:
-            return table
-    raise AssertionError("KPI table not found")
-
-
 def synthesis_table(ws) -> dict[str, list]:
     rows = list(ws.iter_rows(min_row=5, values_only=True))
     return {r[0]: [None if v == "" else v for v in r[2:]] for r in rows if r[0] != "Total"}
@@ -188,28 +158,6 @@ def synthesis_table(ws) -> dict[str, list]:
 
 def approx(values):
     return [v if v is None else pytest.approx(v, abs=1e-9) for v in values]
-
-
-# --- LibreOffice ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def recalc(tmp_path_factory):
-    """Open a workbook in LibreOffice (headless), recalculate it, and return the values."""
-    soffice = shutil.which("soffice")
-    if soffice is None:
-        pytest.fail("LibreOffice is missing: run `bash scripts/system-deps.sh`")
-    profile = tmp_path_factory.mktemp("lo-profile")
-
-    def run(path: Path) -> openpyxl.Workbook:
-        out = path.parent / "recalculated"
-        result = subprocess.run(
-            [soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless",
-             "--convert-to", "xlsx", "--outdir", str(out), str(path)],
-            capture_output=True, text=True, timeout=180)
-        converted = out / path.name
-        assert result.returncode == 0 and converted.exists(), result.stderr
-        return openpyxl.load_workbook(converted, data_only=True)
-    return run
 
 
 # --- layout ---------------------------------------------------------------------------------

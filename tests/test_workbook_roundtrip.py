@@ -8,9 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from ivr.simulator import Referent
-from tests.helpers import call_record
-from tests.test_workbook import kpi_table, volume_table
-from tests.test_workbook import recalc as recalc  # noqa: F401  (a fixture, used by name)
+from tests.helpers import call_record, kpi_table, volume_table
 from tracking import solicitations
 from tracking.columns import HEADERS, INDEX
 from tracking.models import Channel, Outcome, Solicitation
