@@ -131,3 +131,21 @@ def test_libreoffice_results_equal_the_database(app, db, tmp_path, quarter_of_ca
     assert volumes[("Total des sollicitations", None)][-1] == 8
     assert volumes[("Usage du SI", "Saisie et consultation des demandes")][-1] == 1
     assert volumes[("Habilitations et comptes", "Modification des droits")][-1] == 1
+
+
+def test_export_command_periods_and_refusals(app, db, tmp_path, quarter_of_calls):
+    runner = app.test_cli_runner()
+    path = tmp_path / "nov.xlsx"
+    result = runner.invoke(args=["export", "--departement", "93", "--from", "2026-11-01",
+                                 "--to", "2026-11-30", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "2 sollicitation(s) du 01/11/2026 au 30/11/2026" in result.output
+    assert {r[INDEX["Date et heure"]].month for r in _historique(path)} == {11}
+    for args, message in (
+            (["--departement", "93", "--national"], "choisissez --departement CODE ou --national"),
+            (["--national", "--quarter", "2026-Q7"], "trimestre invalide"),
+            (["--national", "--from", "2026-11-01"], "--from et --to vont ensemble"),
+            (["--national", "--from", "2026-12-01", "--to", "2026-11-01"], "--to précède --from"),
+            (["--departement", "99"], "département inconnu : 99")):
+        result = runner.invoke(args=["export", *args, "-o", str(tmp_path / "x.xlsx")])
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
