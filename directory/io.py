@@ -26,7 +26,7 @@ from core.spreadsheets import (FORMULA_PREFIXES, NOT_WORKBOOK, UnreadableFile, c
 from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
 from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
                                   set_worked_holiday)
-from directory.reference import territories
+from directory.reference import official_order
 
 COLUMNS = ("Code", "Département", "Assistance téléphonique", "Lignes", "Sonnerie",
            "Durée de sonnerie (s)", "Messagerie vocale", "Formulaire", "Courriel", "Horaires",
@@ -103,8 +103,7 @@ class RowError:
 
 def export_rows(db: Session) -> list[dict[str, str]]:
     """Every département as a row of text cells keyed by COLUMNS, in the official order."""
-    order = {code: i for i, code in enumerate(territories())}
-    depts = sorted(_load(db), key=lambda d: order.get(d.code, len(order)))
+    depts = official_order(_load(db), lambda d: d.code)
     worked = _worked_holidays(db)
     return [_format(_current(d, worked.get(d.code, ())), d.name) for d in depts]
 

@@ -42,3 +42,9 @@ def territories() -> dict[str, Territory]:
             tz, region, subdiv = _OVERSEAS.get(code, ("Europe/Paris", "FR", _LOCAL_SUBDIV.get(code)))
             result[code] = Territory(code, row["nom"], tz, region, subdiv)
     return result
+
+
+def official_order(items, code=lambda item: item) -> list:
+    """`items` sorted in the official order of départements (01, 02 … 2A, 2B … 976)."""
+    rank = {c: i for i, c in enumerate(territories())}
+    return sorted(items, key=lambda item: rank.get(code(item), len(rank)))

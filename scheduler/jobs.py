@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core import db, mail
 from directory.models import Departement
-from directory.reference import territories
+from directory.reference import official_order
 from scheduler import runs
 from tracking import operations
 from tracking.exports import PeriodError, export_workbook, quarter_bounds, quarter_of
@@ -126,9 +126,7 @@ def _write_quarter(app: Flask, session: Session, quarter: str) -> str:
     partial.mkdir(parents=True)
     national = export_workbook(session, departement=None, start=start, end=end,
                                path=partial / "national.xlsx")
-    order = {code: i for i, code in enumerate(territories())}
-    departements = sorted(session.scalars(select(Departement)),
-                          key=lambda d: order.get(d.code, len(order)))
+    departements = official_order(session.scalars(select(Departement)), lambda d: d.code)
     lines = []
     for dept in departements:
         name = f"departement-{dept.code}.xlsx"

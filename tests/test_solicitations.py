@@ -134,3 +134,17 @@ def test_quarter_bounds():
     assert exports.quarter_of(date(2026, 11, 22)) == "2026-Q4"
     with pytest.raises(exports.PeriodError):
         exports.quarter_bounds("2026-Q5")
+
+
+def test_later_steps_of_a_call_do_not_touch_its_solicitation(app, twilio):
+    """The engine repeats the département on every step; only a change reaches the solicitation."""
+    from sqlalchemy import event
+    selects = []
+
+    @event.listens_for(app.extensions["svi.engine"], "before_cursor_execute")
+    def _count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM solicitations" in statement:
+            selects.append(statement)
+    twilio.call(caller="+33612345678", keys=["93", "1", "2"], referents=[Referent("accept")])
+    # Département confirmed (creates the row), then the menu choice (copies the thématique).
+    assert len(selects) == 2

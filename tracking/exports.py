@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from directory.models import Departement
+from directory.reference import official_order
 from tracking.columns import NO, TO_QUALIFY, YES
 from tracking.models import Call, Motif, Solicitation, SousMotif, Thematique
 from tracking.taxonomy import taxonomy
@@ -83,9 +84,7 @@ def export_workbook(db: Session, *, departement: str | None, start: date, end: d
     """Write the indicator workbook of a département (or national when None); rows written."""
     from tracking.workbook import write_workbook
 
-    codes = tuple(db.scalars(select(Departement.code)))
-    order = {code: i for i, code in enumerate(_official_order())}
-    codes = tuple(sorted(codes, key=lambda c: order.get(c, len(order))))
+    codes = tuple(official_order(db.scalars(select(Departement.code))))
     if departement:
         dept = db.get(Departement, departement)
         if dept is None:
@@ -97,8 +96,3 @@ def export_workbook(db: Session, *, departement: str | None, start: date, end: d
     return write_workbook(path, iter_rows(db, departement=departement, start=start, end=end),
                           title=title, departements=scope, national=departement is None,
                           start=start, end=end, taxonomy=taxonomy(db), progress=progress)
-
-
-def _official_order() -> list[str]:
-    from directory.reference import territories
-    return list(territories())

@@ -126,6 +126,9 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
     """Copy what the flow engine reported (step, département, motif, outcome…) onto the call."""
     if track.get("step"):
         call.step = track["step"]
+    # The engine repeats the département on every step: only a change concerns the solicitation.
+    routed_anew = ((track.get("departement") or call.departement_code) != call.departement_code
+                   or (track.get("motif") or call.motif) != call.motif)
     if track.get("departement"):
         call.departement_code = track["departement"]
     if track.get("motif"):
@@ -141,7 +144,7 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
     if track.get("recording_url"):
         record_voicemail(db, call, track["recording_url"], track.get("recording_seconds"))
     db.flush()
-    if track.get("departement") or track.get("motif"):
+    if routed_anew:
         solicitations.sync_call(db, call)
 
 
