@@ -18,6 +18,8 @@ def create_app(test_config: dict | None = None) -> Flask:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from core import db
+    from core.sessions import CookieSessions
+    app.session_interface = CookieSessions()
     app.config.setdefault("CLOCK", db.utcnow)
     db.init_app(app)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -46,6 +47,16 @@ class Flow:
     start: str
     max_attempts: int
     steps: dict[str, dict]
+
+    @cached_property
+    def motif_labels(self) -> dict[str, str]:
+        """Label of each motif a menu offers (the first menu naming it wins)."""
+        labels: dict[str, str] = {}
+        for step in self.steps.values():
+            for option in (step.get("options") or {}).values():
+                if option.get("motif"):
+                    labels.setdefault(option["motif"], option.get("label", option["motif"]))
+        return labels
 
     def step(self, name: str) -> dict:
         """The definition of one step (FlowError for an unknown name, e.g. a stale URL)."""

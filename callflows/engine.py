@@ -51,6 +51,7 @@ class _Run:
     def __init__(self, flow: Flow, ctx: Context):
         self.flow, self.ctx, self.out = flow, ctx, Result()
         self._views: dict[str, DepartementView | None] = {}
+        self._params: dict[tuple, dict] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def view(self, code: str | None) -> DepartementView | None:
@@ -61,21 +62,20 @@ class _Run:
         return self._views[code]
 
     def params(self, state: CallState, **extra) -> dict:
-        view = self.view(state.departement)
-        form = (view.form_url if view and view.form_url else None) or self.ctx.form_url
-        params = {"departement": view.code if view else "", "nom": view.name if view else "",
-                  "formulaire": french.spoken_address(form),
-                  "courriel": (view.email if view else None) or "",
-                  "motif": self.motif_label(state.motif)}
-        params.update(extra)
-        return params
+        key = (state.departement, state.motif)
+        params = self._params.get(key)
+        if params is None:
+            view = self.view(state.departement)
+            form = (view.form_url if view and view.form_url else None) or self.ctx.form_url
+            params = self._params[key] = {
+                "departement": view.code if view else "", "nom": view.name if view else "",
+                "formulaire": french.spoken_address(form),
+                "courriel": (view.email if view else None) or "",
+                "motif": self.motif_label(state.motif)}
+        return {**params, **extra}
 
     def motif_label(self, motif: str | None) -> str:
-        for step in self.flow.steps.values():
-            for option in (step.get("options") or {}).values():
-                if option.get("motif") == motif and motif:
-                    return option.get("label", motif)
-        return "non précisé"
+        return self.flow.motif_labels.get(motif, "non précisé") if motif else "non précisé"
 
     def say(self, prompt: str, state: CallState, **extra) -> Say:
         return Say(prompt, self.params(state, **extra))

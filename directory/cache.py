@@ -7,10 +7,13 @@ instead of five queries per département.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from flask import Flask
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
+from core.db import RawConnection, RawStatement
 from directory import models
 from directory.operations import snapshot
 from directory.schedule import DepartementView
@@ -21,9 +24,18 @@ DIRECTORY_TABLES = {m.__tablename__ for m in DIRECTORY_MODELS}
 _CHANGED = "svi.directory_changed"
 
 
+_VERSION = select(models.DirectoryState.version)
+_RAW_VERSION = RawStatement(_VERSION)
+
+
 def current_version(db: Session) -> int:
     """The directory's version (0 before the first edit)."""
-    return db.connection().execute(select(models.DirectoryState.version)).scalar() or 0
+    return db.connection().execute(_VERSION).scalar() or 0
+
+
+def read_version(conn: RawConnection) -> int:
+    """The directory's version, on the incoming call's raw connection."""
+    return _RAW_VERSION.scalar(conn, {}) or 0
 
 
 class DirectoryCache:
@@ -33,18 +45,19 @@ class DirectoryCache:
         self._version: int | None = None
         self._views: dict[str, DepartementView | None] = {}
 
-    def lookup(self, db: Session):
-        """A lookup function for one request: reads the version once, then serves snapshots."""
-        version: list[int] = []
+    def lookup(self, session: Callable[[], Session], *, version: int | None = None):
+        """A lookup function for one request: reads the version once (unless the caller already
+        did), then serves snapshots; `session()` is only opened for a snapshot not cached yet."""
+        known: list[int] = [] if version is None else [version]
 
         def get(code: str) -> DepartementView | None:
-            if not version:
-                version.append(current_version(db))
-                if version[0] != self._version:
-                    self._version, self._views = version[0], {}
+            if not known:
+                known.append(current_version(session()))
+            if known[0] != self._version:
+                self._version, self._views = known[0], {}
             views = self._views
             if code not in views:
-                views[code] = snapshot(db, code)
+                views[code] = snapshot(session(), code)
             return views[code]
         return get
 

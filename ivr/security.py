@@ -16,13 +16,34 @@ def public_url(request: Request, public_base: str) -> str:
     return public_base + request.path + (f"?{query}" if query else "")
 
 
+class _FormValues:
+    """The posted form as the validator reads it: its `getall` is tried first.
+
+    The library probes `getall` (MultiDict), then `getlist`, by catching AttributeError for
+    every parameter; Werkzeug's form only has `getlist`, so this saves two exceptions per
+    parameter (a Twilio webhook has about 25) on every request.
+    """
+
+    def __init__(self, form):
+        self._form = form
+
+    def __iter__(self):
+        return iter(self._form)
+
+    def __bool__(self) -> bool:
+        return bool(self._form)
+
+    def getall(self, name: str) -> list[str]:
+        return self._form.getlist(name)
+
+
 def is_valid(request: Request, auth_token: str, public_base: str) -> bool:
     """True when X-Twilio-Signature matches the request, signed with the auth token."""
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
         return False
     url = public_url(request, public_base)
-    params = request.form if request.method == "POST" else {}
+    params = _FormValues(request.form) if request.method == "POST" else {}
     algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
     validator = RequestValidator(auth_token)
     try:

@@ -17,6 +17,7 @@ from callflows import engine
 from callflows.actions import CallState, Hangup, Say
 from core import db
 from core.privacy import caller_hash, mask_number
+from directory import cache as directory_cache
 from ivr import state as url_state
 from ivr.twiml import Renderer, apology
 from prompts import french
@@ -72,17 +73,20 @@ def renderer() -> Renderer:
             return base + url_for(endpoint, **values)
         return url_for(endpoint, _external=True, **values)
 
+    # `c` only reaches whisper URLs, which the renderer never memoizes: not part of the context.
     return Renderer(url=url, voice=cfg["SVI_VOICE"], language=cfg["SVI_LANGUAGE"],
-                    caller_id=cfg["SVI_CALLER_ID"] or None)
+                    caller_id=cfg["SVI_CALLER_ID"] or None,
+                    context=(base or request.host_url, keep_at))
 
 
 def _form_url() -> str:
     return french.spoken_address(current_app.config["SVI_FORM_URL"])
 
 
-def _context(now, last_departement=None) -> engine.Context:
+def _context(now, last_departement=None, directory_version=None) -> engine.Context:
     cfg = current_app.config
-    lookup = current_app.extensions["svi.directory_cache"].lookup(db.session())
+    lookup = current_app.extensions["svi.directory_cache"].lookup(db.session,
+                                                                   version=directory_version)
     return engine.Context(now=now, directory=lookup,
                           last_departement=last_departement, form_url=cfg["SVI_FORM_URL"],
                           time_limit=cfg["SVI_CALL_TIME_LIMIT"],
@@ -116,19 +120,27 @@ def answer_or_apologize(handler):
 
 # -- webhooks ---------------------------------------------------------------------------------
 def incoming_call() -> str:
-    """POST /ivr/voice: a new call (or Twilio retrying the first request)."""
+    """POST /ivr/voice: a new call (or Twilio retrying the first request).
+
+    The hot path of every call: two indexed reads and one two-row transaction on the thread's
+    hot connection, no ORM session (unless the directory snapshot or the general path needs
+    one); the call is committed before Twilio gets its answer."""
     now, form, cfg = _now(), request.form, current_app.config
-    session, sid = db.session(), form.get("CallSid", "")
+    sid, caller, hash_key = form.get("CallSid", ""), form.get("From"), cfg["CALLER_HASH_KEY"]
     since = now - timedelta(days=cfg["SVI_RETURNING_CALLER_DAYS"])
-    last = tracking.last_departement(session, caller_hash(form.get("From"), cfg["CALLER_HASH_KEY"]),
-                                     call_sid=sid, since=since)
-    result = engine.start(_flow(), _context(now, last))
+    last, version = db.on_hot_connection(lambda conn: (
+        tracking.last_departement(conn, caller_hash(caller, hash_key), call_sid=sid, since=since),
+        directory_cache.read_version(conn)))
+    result = engine.start(_flow(), _context(now, last, version))
     body = renderer().response(result.actions)
-    log.info("incoming call %s from %s", sid, mask_number(form.get("From")))
-    _safely_track("incoming", lambda: tracking.record_incoming_call(
-        session, sid, caller=form.get("From"), called=form.get("To"), at=now,
-        hash_key=cfg["CALLER_HASH_KEY"], track=result.track, event=tracking.event_data(form),
-        event_step=_flow().start))
+    log.info("incoming call %s from %s", sid, mask_number(caller))
+    first = dict(caller=caller, called=form.get("To"), at=now, hash_key=hash_key,
+                 track=result.track, event=tracking.event_data(form), event_step=_flow().start)
+
+    def track():
+        if not db.on_hot_connection(lambda conn: tracking.record_incoming_call(conn, sid, **first)):
+            tracking.record_first_webhook(db.session(), sid, **first)
+    _safely_track("incoming", track)
     return body
 
 

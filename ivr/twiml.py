@@ -11,12 +11,30 @@ import prompts
 from callflows.actions import Dial, Gather, Hangup, Record, Say
 
 
+#: Rendered documents by (renderer context, actions); emptied when full. Most calls begin with
+#: one of a few hundred documents (the welcome, per returning département), and building one
+#: with the library costs more than the rest of the incoming-call step.
+_MEMO: dict[tuple, str] = {}
+_MEMO_SIZE = 2048
+
+
+def forget_rendered() -> None:
+    """Empty the memo (when recordings change; like `prompts.audio_file`, read once per process)."""
+    _MEMO.clear()
+
+
 class Renderer:
-    """Renders actions; `url` builds the absolute URL of a step result or other endpoint."""
+    """Renders actions; `url` builds the absolute URL of a step result or other endpoint.
+
+    `context` names everything `url` depends on besides its arguments (public base URL,
+    simulated time…); when given, documents without <Dial> posting to `ivr.step` are memoized.
+    Dial verbs carry per-call whisper URLs and are always rendered afresh.
+    """
 
     def __init__(self, *, url: Callable[..., str], voice: str, language: str,
-                 caller_id: str | None = None):
+                 caller_id: str | None = None, context: tuple | None = None):
         self.url, self.voice, self.language, self.caller_id = url, voice, language, caller_id
+        self.context = None if context is None else (*context, voice, language, caller_id)
 
     def _say(self, parent, action: Say) -> None:
         audio = prompts.audio_file(action.prompt)
@@ -28,6 +46,18 @@ class Renderer:
 
     def response(self, actions: list, *, result_endpoint: str = "ivr.step") -> str:
         """The TwiML document for a list of actions."""
+        if (self.context is None or result_endpoint != "ivr.step"
+                or any(isinstance(action, Dial) for action in actions)):
+            return self._render(actions, result_endpoint)
+        key = (self.context, repr(actions))
+        document = _MEMO.get(key)
+        if document is None:
+            if len(_MEMO) >= _MEMO_SIZE:
+                _MEMO.clear()
+            document = _MEMO[key] = self._render(actions, result_endpoint)
+        return document
+
+    def _render(self, actions: list, result_endpoint: str) -> str:
         resp = VoiceResponse()
         for action in actions:
             if isinstance(action, Say):

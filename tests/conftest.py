@@ -94,7 +94,7 @@ def app(request, database_urls):
         load_taxonomy(core_db.session())
         core_db.commit()
     yield application
-    application.extensions["svi.engine"].dispose()
+    core_db.dispose(application)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pytest
 import prompts
 from callflows.definition import KNOWN_PLACEHOLDERS
 from ivr.simulator import Referent
+from ivr.twiml import forget_rendered
 
 
 def test_every_prompt_uses_only_placeholders_the_engine_fills():
@@ -21,8 +22,10 @@ def recorded_welcome(tmp_path, monkeypatch):
     (tmp_path / "welcome.mp3").write_bytes(b"ID3fake-mp3")
     monkeypatch.setattr(prompts, "AUDIO_DIR", tmp_path)
     prompts.audio_file.cache_clear()
+    forget_rendered()
     yield
     prompts.audio_file.cache_clear()
+    forget_rendered()
 
 
 def test_a_recording_named_like_a_prompt_is_played_instead(app, twilio, recorded_welcome):

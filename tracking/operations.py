@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.db import Base, UTCDateTime
+from core.db import Base, RawConnection, RawStatement, UTCDateTime
 from core.privacy import caller_hash, mask_number
 from tracking import solicitations
 from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome
@@ -22,16 +22,16 @@ from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Ou
 #: Steps during which a hang-up means "hung up while it rang", not "abandoned in the menu".
 DIAL_STEPS = {"dial"}
 #: Request fields kept in events; numbers are masked, everything else is dropped.
-EVENT_FIELDS = {"CallStatus", "Digits", "DialCallStatus", "DialCallDuration", "DialCallSid",
+EVENT_FIELDS = ("CallStatus", "Digits", "DialCallStatus", "DialCallDuration", "DialCallSid",
                 "CallDuration", "SequenceNumber", "Timestamp", "RecordingDuration",
-                "AnsweredBy", "ErrorCode"}
-NUMBER_FIELDS = {"From", "To", "Caller", "Called"}
+                "AnsweredBy", "ErrorCode")
+NUMBER_FIELDS = ("From", "To", "Caller", "Called")
 
 
 def event_data(form: dict) -> dict:
     """The part of a webhook worth keeping, with phone numbers masked."""
-    data = {k: v for k, v in form.items() if k in EVENT_FIELDS}
-    data.update({k: mask_number(v) for k, v in form.items() if k in NUMBER_FIELDS})
+    data = {k: form[k] for k in EVENT_FIELDS if k in form}
+    data.update({k: mask_number(form[k]) for k in NUMBER_FIELDS if k in form})
     return data
 
 
@@ -76,44 +76,70 @@ def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
     return call
 
 
-def record_incoming_call(db: Session, call_sid: str, *, caller: str | None, called: str | None,
-                         at: datetime, hash_key: str, track: dict, event: dict,
-                         event_step: str) -> None:
-    """First webhook of a call: one INSERT for the call with its first facts, one for the event.
+#: Facts of a first webhook that the INSERT of the call holds.
+_FIRST_FACTS = {"step", "departement", "motif"}
 
-    This is the hot path of every call, hence plain INSERTs; a retried first webhook (the
-    CallSid exists) goes through the general path instead.
+
+def record_incoming_call(conn: RawConnection, call_sid: str, *, caller: str | None,
+                         called: str | None, at: datetime, hash_key: str, track: dict,
+                         event: dict, event_step: str) -> bool:
+    """First webhook of a call: the call with its first facts and the event, committed together.
+
+    The hot path of every call, on the raw connection: two INSERTs in one transaction. Returns
+    False, having written nothing, when the CallSid is already stored (Twilio retried the
+    webhook, or a later webhook came first) or the flow stated more than step, département and
+    motif: the caller then records it with `record_first_webhook`.
     """
     if not call_sid:
         raise ValueError("webhook without CallSid")
+    if set(track) - _FIRST_FACTS:
+        return False
     values = _new_call(call_sid, caller, called, at, hash_key)
     values.update(step=track.get("step"), departement_code=track.get("departement"),
-                  motif=track.get("motif"), outcome=None, closed_reason=None)
-    call_id = _insert_if_new(db, values)
-    if call_id is None or set(track) - {"step", "departement", "motif"}:
-        call = get_or_create_call(db, call_sid, caller=caller, called=called, at=at,
-                                  hash_key=hash_key)
-        apply_flow(db, call, track, at=at)
-        call_id = call.id
-    db.connection().execute(_INSERT_EVENT, dict(call_id=call_id, kind="step", step=event_step,
-                                                at=at, data=event))
+                  motif=track.get("motif"))
+    with conn.transaction():
+        call_id = _RAW_INSERT_CALL.scalar(conn, values)
+        if call_id is None:
+            return False
+        _RAW_INSERT_EVENT.execute(conn, dict(call_id=call_id, kind="step", step=event_step,
+                                             at=at, data=event))
+    return True
 
 
-_INSERT_EVENT = CallEvent.__table__.insert()
-_LAST_DEPARTEMENT = (
+def record_first_webhook(db: Session, call_sid: str, *, caller: str | None, called: str | None,
+                         at: datetime, hash_key: str, track: dict, event: dict,
+                         event_step: str) -> None:
+    """First webhook of a call through the ORM (see `record_incoming_call`); the edge commits.
+
+    Gives the same final record whatever the order: the earliest instant is the call's start."""
+    call = get_or_create_call(db, call_sid, caller=caller, called=called, at=at, hash_key=hash_key)
+    call.started_at = min(call.started_at, at)
+    apply_flow(db, call, track, at=at)
+    log_event(db, call, "step", at=at, step=event_step, data=event)
+
+
+_RAW_INSERT_CALL = RawStatement(lambda dialect: _insert_if_absent(dialect, "calls", "call_sid").values(
+    {name: bindparam(name) for name in ("call_sid", "started_at", "status", "caller_hash",
+                                        "caller_masked", "called_number", "updated_at", "step",
+                                        "departement_code", "motif")}))
+_RAW_INSERT_EVENT = RawStatement(CallEvent.__table__.insert().values(
+    {name: bindparam(name) for name in ("call_id", "kind", "step", "at", "data")}))
+_LAST_DEPARTEMENT = RawStatement(
     select(Call.departement_code)
     .where(Call.caller_hash == bindparam("caller_hash"), Call.call_sid != bindparam("call_sid"),
            Call.departement_code.is_not(None), Call.started_at >= bindparam("since", type_=UTCDateTime))
     .order_by(Call.started_at.desc()).limit(1))
 
 
-def last_departement(db: Session, hashed_caller: str | None, *, call_sid: str,
+def last_departement(conn: RawConnection, hashed_caller: str | None, *, call_sid: str,
                      since: datetime) -> str | None:
-    """Département of this caller's latest other call since `since` (None for a hidden number)."""
+    """Département of this caller's latest other call since `since` (None for a hidden number).
+
+    Runs on every incoming call, hence on the raw connection."""
     if hashed_caller is None:
         return None
-    return db.connection().execute(_LAST_DEPARTEMENT, dict(
-        caller_hash=hashed_caller, call_sid=call_sid, since=since)).scalar()
+    return _LAST_DEPARTEMENT.scalar(conn, dict(caller_hash=hashed_caller, call_sid=call_sid,
+                                               since=since))
 
 
 def log_event(db: Session, call: Call, kind: str, *, at: datetime, step: str | None = None,
