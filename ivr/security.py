@@ -20,7 +20,7 @@ class _FormValues:
     """The posted form as the validator reads it: its `getall` is tried first.
 
     The library probes `getall` (MultiDict), then `getlist`, by catching AttributeError for
-    every parameter; Werkzeug's form only has `getlist`, so this saves two exceptions per
+    every parameter; Werkzeug's form only has `getlist`, so this saves an exception per
     parameter (a Twilio webhook has about 25) on every request.
     """
 
@@ -29,9 +29,6 @@ class _FormValues:
 
     def __iter__(self):
         return iter(self._form)
-
-    def __bool__(self) -> bool:
-        return bool(self._form)
 
     def getall(self, name: str) -> list[str]:
         return self._form.getlist(name)
