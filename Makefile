@@ -30,7 +30,7 @@ run: install
 test: install system-deps
 	$(VENV)/bin/python -m pytest
 
-# Both benchmarks (about 1 min + 16 min); each exits non-zero when its targets are missed.
+# Both benchmarks (about 2 min + 16 min); each exits non-zero when its targets are missed.
 bench: install
 	@bash scripts/system-deps.sh bench
 	$(VENV)/bin/python -m bench; calls=$$?; \
