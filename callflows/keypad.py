@@ -12,17 +12,17 @@ def parse_departement(digits: str | None) -> str | None:
     """Département code for what was typed, CORSICA for 20, None when invalid.
 
     Two digits for 01–95, three for 971–976; "201"/"202" type ahead the Corsica question;
-    a leading zero on three digits is tolerated ("093" is 93).
+    a leading zero on three digits is tolerated ("093" is 93, "020" is 20).
     """
     d = (digits or "").strip()
     if not d.isdigit():
         return None
+    if len(d) == 3 and d.startswith("0"):
+        d = d[1:]
     if d == "20":
         return CORSICA
     if d in ("201", "202"):
         return CORSICA_KEYS[d[2]]
-    if len(d) == 3 and d.startswith("0"):
-        d = d[1:]
     if len(d) == 2 and 1 <= int(d) <= 95:
         return d
     if d in OVERSEAS:

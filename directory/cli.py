@@ -60,13 +60,24 @@ def init_app(app: Flask) -> None:
     @directory_group.command("worked-holiday")
     @click.argument("name")
     @click.option("--departement", default=None, help="Un seul département (par défaut : tous).")
-    @click.option("--remove", is_flag=True, help="Le jour redevient chômé.")
-    def worked_holiday(name, departement, remove):
+    @click.option("--remove", is_flag=True,
+                  help="Le jour redevient chômé (pour un département : même s'il est travaillé "
+                       "ailleurs).")
+    @click.option("--reset", is_flag=True,
+                  help="Le département suit de nouveau le réglage national.")
+    def worked_holiday(name, departement, remove, reset):
         """Déclare travaillé un jour férié (ex. « Lundi de Pentecôte »)."""
-        with db.transaction() as session:
-            operations.set_worked_holiday(session, name, departement, worked=not remove)
-        scope = f"département {departement}" if departement else "tous les départements"
-        click.echo(f"{name} : {'chômé' if remove else 'travaillé'} ({scope})")
+        if reset and (remove or not departement):
+            _refuse("--reset ne vaut que pour un département (--departement), sans --remove")
+        worked = None if reset else not remove
+        try:
+            with db.transaction() as session:
+                name = operations.set_worked_holiday(session, name, departement, worked=worked)
+        except operations.DirectoryError as exc:
+            _refuse(f"Refusé : {exc}")
+        scope = f"département {departement.upper()}" if departement else "tous les départements"
+        state = "réglage national" if reset else "chômé" if remove else "travaillé"
+        click.echo(f"{name} : {state} ({scope})")
 
     @directory_group.command("export")
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))

@@ -8,13 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from functools import lru_cache
 from pathlib import Path
 
-import holidays
 import openpyxl
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
@@ -27,6 +24,7 @@ from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHolid
 from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
                                   set_worked_holiday)
 from directory.reference import official_order
+from directory.schedule import fold as _fold, holiday_names
 
 COLUMNS = ("Code", "Département", "Assistance téléphonique", "Lignes", "Sonnerie",
            "Durée de sonnerie (s)", "Messagerie vocale", "Formulaire", "Courriel", "Horaires",
@@ -279,7 +277,9 @@ def apply(db: Session, changes: list[Settings]) -> None:
             for p in periods:
                 add_exception(db, dept, kind, p.start_date, p.end_date, p.reason,
                               p.start_time, p.end_time)
-        db.execute(delete(WorkedHoliday).where(WorkedHoliday.departement_code == s.code))
+        # The file lists the holidays the département works; its days kept off stay as they are.
+        db.execute(delete(WorkedHoliday).where(WorkedHoliday.departement_code == s.code,
+                                               WorkedHoliday.worked))
         for name in s.worked_holidays:
             set_worked_holiday(db, name, s.code)
     db.flush()
@@ -450,7 +450,7 @@ def _date(text: str) -> date:
 
 
 def _holidays(text: str, subdiv: str | None) -> tuple[str, ...]:
-    known = _holiday_names(subdiv)
+    known = holiday_names(subdiv)
 
     def canonical(name: str) -> str:
         if _fold(name) not in known:
@@ -458,15 +458,6 @@ def _holidays(text: str, subdiv: str | None) -> tuple[str, ...]:
         return known[_fold(name)]
 
     return tuple(sorted(set(_each(_split(text), canonical))))
-
-
-@lru_cache(maxsize=16)
-def _holiday_names(subdiv: str | None) -> dict[str, str]:
-    """Holiday names the library gives this subdivision around now, keyed by folded name."""
-    year = date.today().year
-    table = holidays.France(subdiv=subdiv, years=range(year - 2, year + 8), language="fr")
-    # The library joins the names of holidays falling on the same day with "; ".
-    return {_fold(name): name.strip() for joined in table.values() for name in joined.split(";")}
 
 
 def _each(items: list[str], parse, *args) -> list:
@@ -486,12 +477,6 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(";") if part.strip()]
 
 
-def _fold(text: str) -> str:
-    """Lower case without accents, so "Simultanee" matches "simultanée"."""
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
 # --- database state and its text form ----------------------------------------------------
 
 def _bad_extension(path: Path) -> str:
@@ -508,7 +493,8 @@ def _load(db: Session) -> list[Departement]:
 def _worked_holidays(db: Session) -> dict[str, tuple[str, ...]]:
     """Per-département worked holidays (the national ones are not part of the file)."""
     result: dict[str, list[str]] = {}
-    for w in db.scalars(select(WorkedHoliday).where(WorkedHoliday.departement_code.is_not(None))):
+    for w in db.scalars(select(WorkedHoliday).where(WorkedHoliday.departement_code.is_not(None),
+                                                    WorkedHoliday.worked)):
         result.setdefault(w.departement_code, []).append(w.holiday_name)
     return {code: tuple(sorted(names)) for code, names in result.items()}
 

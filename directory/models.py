@@ -7,6 +7,7 @@ from datetime import date, datetime, time
 
 from sqlalchemy import (Boolean, CheckConstraint, Date, Enum, ForeignKey, Integer, String,
                         Time, UniqueConstraint)
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -127,7 +128,8 @@ class DateException(Base):
 class WorkedHoliday(Base):
     """A public holiday that is worked (e.g. Lundi de Pentecôte, journée de solidarité).
 
-    `departement_code` NULL applies to every département.
+    `departement_code` NULL applies to every département (always `worked`). A département's own
+    row wins over it: `worked` false keeps the day off there although it is worked elsewhere.
     """
 
     __tablename__ = "worked_holidays"
@@ -137,6 +139,7 @@ class WorkedHoliday(Base):
     holiday_name: Mapped[str] = mapped_column(String(80))
     departement_code: Mapped[str | None] = mapped_column(
         ForeignKey("departements.code", ondelete="CASCADE"))
+    worked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
     __table_args__ = (UniqueConstraint("holiday_name", "departement_code"),)
 

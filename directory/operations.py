@@ -9,10 +9,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from directory.models import (DateException, Departement, ExceptionKind, Line, OpeningSlot,
-                              RingStrategy,
-                              WorkedHoliday)
+                              RingStrategy, WorkedHoliday)
 from directory.reference import territories
-from directory.schedule import DepartementView, Exception_, LineView, Slot
+from directory.schedule import (DepartementView, Exception_, LineView, Slot, fold,
+                                holiday_names)
 
 #: Default weekly hours from the reference documents: Monday–Friday 09:30–11:30 and 14:00–16:30.
 DEFAULT_SLOTS = [(wd, start, end) for wd in range(5)
@@ -108,8 +108,12 @@ def snapshot(db: Session, code: str) -> DepartementView | None:
                  selectinload(Departement.exceptions))).one_or_none()
     if dept is None:
         return None
-    worked = db.scalars(select(WorkedHoliday.holiday_name).where(
+    rows = db.execute(select(WorkedHoliday.holiday_name, WorkedHoliday.departement_code,
+                             WorkedHoliday.worked).where(
         (WorkedHoliday.departement_code.is_(None)) | (WorkedHoliday.departement_code == dept.code)))
+    worked: dict[str, bool] = {}
+    for name, code, is_worked in sorted(rows, key=lambda r: r[1] is not None):  # national first
+        worked[name] = is_worked
     return DepartementView(
         code=dept.code, name=dept.name, timezone=dept.timezone,
         holiday_subdiv=dept.holiday_subdiv, phone_assistance=dept.phone_assistance,
@@ -119,20 +123,41 @@ def snapshot(db: Session, code: str) -> DepartementView | None:
         slots=tuple(Slot(s.weekday, s.start, s.end) for s in dept.slots),
         exceptions=tuple(Exception_(e.kind.name, e.start_date, e.end_date, e.reason or "",
                                     e.start_time, e.end_time) for e in dept.exceptions),
-        worked_holidays=frozenset(worked),
+        worked_holidays=frozenset(name for name, is_worked in worked.items() if is_worked),
     )
 
 
 def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | None = None,
-                       worked: bool = True) -> None:
-    """Mark a public holiday as worked (or not) nationally or for one département."""
-    stmt = delete(WorkedHoliday).where(WorkedHoliday.holiday_name == holiday_name)
+                       worked: bool | None = True) -> str:
+    """Say whether a public holiday is worked, nationally or for one département; its name.
+
+    Nationally, `worked` False removes the national declaration. For a département, its own
+    setting wins over the national one: True worked there, False off there, None follows the
+    national setting again. The name is checked against the holidays of the département (of
+    any département when national), accents and case aside, and stored as the library spells it.
+    """
+    if departement_code is not None:
+        dept = get_departement(db, departement_code)
+        if dept is None:
+            raise DirectoryError(f"département inconnu : « {departement_code} »")
+        departement_code, subdivs = dept.code, {dept.holiday_subdiv}
+    else:
+        subdivs = {t.holiday_subdiv for t in territories().values()}
+    known = {folded: name for subdiv in subdivs for folded, name in holiday_names(subdiv).items()}
+    name = known.get(fold(holiday_name))
+    if name is None:
+        where = f"du département {departement_code}" if departement_code else "français"
+        raise DirectoryError(f"« {holiday_name} » n'est pas un jour férié {where} "
+                             f"(connus : {', '.join(sorted(set(known.values())))})")
+    stmt = delete(WorkedHoliday).where(WorkedHoliday.holiday_name == name)
     stmt = stmt.where(WorkedHoliday.departement_code.is_(None) if departement_code is None
                       else WorkedHoliday.departement_code == departement_code)
     db.execute(stmt)
-    if worked:
-        db.add(WorkedHoliday(holiday_name=holiday_name, departement_code=departement_code))
+    if worked or (worked is False and departement_code is not None):
+        db.add(WorkedHoliday(holiday_name=name, departement_code=departement_code,
+                             worked=bool(worked)))
     db.flush()
+    return name
 
 
 def add_exception(db: Session, dept: Departement, kind: str, start_date, end_date,

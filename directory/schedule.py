@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -104,15 +105,30 @@ def _holiday_table(subdiv: str | None, year: int) -> dict[date, str]:
     return dict(holidays.France(subdiv=subdiv, years=year, language="fr"))
 
 
+def fold(text: str) -> str:
+    """Lower case without accents, so "Simultanee" matches "simultanée"."""
+    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@lru_cache(maxsize=16)
+def holiday_names(subdiv: str | None) -> dict[str, str]:
+    """Holiday names the library gives this subdivision around now, keyed by folded name."""
+    year = date.today().year
+    table = holidays.France(subdiv=subdiv, years=range(year - 2, year + 8), language="fr")
+    # The library joins the names of holidays falling on the same day with "; ".
+    return {fold(name): name.strip() for joined in table.values() for name in joined.split(";")}
+
+
 def holiday_name(dept: DepartementView, day: date) -> str | None:
     """French name of the public holiday on `day` for this département, unless it is worked."""
     name = _holiday_table(dept.holiday_subdiv, day.year).get(day)
     if name is None:
         return None
-    # holidays may join two names ("Armistice; ..."): a holiday is worked if any part is.
-    if any(part.strip() in dept.worked_holidays for part in name.split(";")):
-        return None
-    return name
+    # holidays joins two holidays on one day ("Abolition de l'esclavage; Lundi de Pentecôte"):
+    # the day is worked only if each of them is; otherwise name the ones that are not.
+    off = [part.strip() for part in name.split(";") if part.strip() not in dept.worked_holidays]
+    return "; ".join(off) or None
 
 
 def _day_intervals(dept: DepartementView, day: date) -> tuple[list[tuple[time, time]], ClosedReason | None, str | None]:

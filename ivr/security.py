@@ -37,7 +37,7 @@ class _FormValues:
 def is_valid(request: Request, auth_token: str, public_base: str) -> bool:
     """True when X-Twilio-Signature matches the request, signed with the auth token."""
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature:
+    if not signature or not signature.isascii():  # base64 only: anything else is forged
         return False
     url = public_url(request, public_base)
     params = _FormValues(request.form) if request.method == "POST" else {}

@@ -156,10 +156,12 @@ class Emulator:
                 return self._dial(t, verb, base, referents, elapsed)
             elif verb.tag == "Record":
                 t.lines.append(f"⏺ enregistrement ({voicemail_seconds} s)")
+                if not voicemail_seconds:  # empty: no action request, the next verb runs
+                    elapsed += int(verb.get("timeout", "5"))
+                    continue
                 params = dict(base, CallStatus="in-progress", RecordingDuration=str(voicemail_seconds))
-                if voicemail_seconds:
-                    params["RecordingUrl"] = f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Recordings/{new_sid('RE')}"
-                    params["RecordingSid"] = params["RecordingUrl"].rsplit("/", 1)[1]
+                params["RecordingUrl"] = f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Recordings/{new_sid('RE')}"
+                params["RecordingSid"] = params["RecordingUrl"].rsplit("/", 1)[1]
                 return verb.get("action"), params, elapsed + voicemail_seconds
             elif verb.tag == "Hangup":
                 t.lines.append("📴 fin de l'appel")

@@ -75,9 +75,11 @@ class Renderer:
             elif isinstance(action, Dial):
                 self._dial(resp, action)
             elif isinstance(action, Record):
-                resp.record(action=self.url(result_endpoint, state=action.result), method="POST",
-                            max_length=action.max_length, play_beep=True, finish_on_key="#",
-                            timeout=5, trim="trim-silence")
+                target = self.url(result_endpoint, state=action.result)
+                resp.record(action=target, method="POST", max_length=action.max_length,
+                            play_beep=True, finish_on_key="#", timeout=5, trim="trim-silence")
+                # An empty recording: Twilio skips the action URL and runs the next verb.
+                resp.redirect(target, method="POST")
             elif isinstance(action, Hangup):
                 resp.hangup()
             else:

@@ -1,5 +1,6 @@
 """Nobody takes the call: sequential lines, voicemail, whisper declined, caller hangs up."""
 
+from defusedxml import ElementTree
 from sqlalchemy import select
 
 from ivr.simulator import Referent
@@ -34,10 +35,15 @@ def test_nobody_answers_without_voicemail_points_to_the_form(twilio, db):
     assert call_record(db, t.call_sid).outcome is Outcome.no_answer
 
 
-def test_hanging_up_on_the_voicemail_without_a_message_stays_no_answer(twilio, db):
+def test_an_empty_voicemail_is_told_and_points_to_the_form(twilio, db):
+    """Twilio skips <Record>'s action on an empty recording: the next verb must carry on."""
     t = twilio.call(caller="+33612345678", keys=["57"], referents=[Referent("no-answer")],
                     voicemail_seconds=0)
-    assert "Nous n'avons pas reçu de message." in heard(t)
+    recording = next(doc for doc in t.twiml if "<Record" in doc)
+    assert [verb.tag for verb in ElementTree.fromstring(recording)][-2:] == ["Record", "Redirect"]
+    text = heard(t)
+    assert "Nous n'avons pas reçu de message." in text
+    assert "Vous pouvez faire votre demande en ligne" in text.split("Nous n'avons pas reçu")[1]
     assert call_record(db, t.call_sid).outcome is Outcome.no_answer
 
 

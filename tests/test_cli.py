@@ -63,6 +63,41 @@ def test_worked_holiday_command(tmp_path):
     assert "fermé : jour férié (Lundi de Pentecôte)" in result.output
 
 
+def test_a_departement_keeps_off_a_holiday_worked_nationally(tmp_path):
+    app = _fresh_app(tmp_path)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["setup", "--no-demo"])
+    with app.app_context():
+        for code, number in (("75", "01 99 00 75 01"), ("57", "03 99 00 57 01")):
+            set_lines(db.session(), get_departement(db.session(), code), [(number, None)])
+        db.commit()
+
+    def status(code):
+        return runner.invoke(args=["directory", "status", code, "--at", "2026-05-25T10:00"]).output
+
+    # Accents and case aside, the name is stored as the library spells it.
+    result = runner.invoke(args=["directory", "worked-holiday", "lundi de pentecote"])
+    assert result.exit_code == 0 and "Lundi de Pentecôte : travaillé (tous les départements)" in result.output
+    result = runner.invoke(args=["directory", "worked-holiday", "Lundi de Pentecôte",
+                                 "--departement", "57", "--remove"])
+    assert "Lundi de Pentecôte : chômé (département 57)" in result.output
+    assert "fermé : jour férié (Lundi de Pentecôte)" in status("57")
+    assert "ouvert" in status("75")
+    runner.invoke(args=["directory", "worked-holiday", "Lundi de Pentecôte", "--departement", "57",
+                        "--reset"])
+    assert "ouvert" in status("57")
+
+    for args, message in (
+            (["Lundi de Pentcôte"], "« Lundi de Pentcôte » n'est pas un jour férié français"),
+            (["Saint-Étienne", "--departement", "75"],
+             "« Saint-Étienne » n'est pas un jour férié du département 75"),
+            (["Lundi de Pentecôte", "--departement", "99"], "département inconnu : « 99 »"),
+            (["Lundi de Pentecôte", "--reset"], "--reset ne vaut que pour un département")):
+        result = runner.invoke(args=["directory", "worked-holiday", *args])
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+    assert "ouvert" in status("75")  # nothing written by the refused commands
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

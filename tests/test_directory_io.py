@@ -9,7 +9,7 @@ import pytest
 
 from directory.io import export_rows
 from directory.models import Departement
-from directory.operations import snapshot
+from directory.operations import set_worked_holiday, snapshot
 from directory.schedule import Exception_, Slot
 
 HEADER = ["Code", "Département", "Assistance téléphonique", "Lignes", "Sonnerie",
@@ -361,3 +361,17 @@ def test_formula_looking_values_are_exported_as_inert_text(app, db, tmp_path):
         assert result.exit_code == 0, result.output
         assert "0 département(s) mis à jour, 101 inchangé(s)" in result.output
     assert snapshot(fresh(db), "974").form_url == formula
+
+
+def test_import_keeps_the_days_a_departement_keeps_off(app, db, tmp_path):
+    set_worked_holiday(db, "Lundi de Pentecôte")  # worked nationally…
+    set_worked_holiday(db, "Lundi de Pentecôte", "57", worked=False)  # …but not in 57
+    db.commit()
+    rows = csv_rows_of_export(app, tmp_path)
+    assert cell(rows, "57", "Jours fériés travaillés") == ""  # neither is a département's own
+    set_cell(rows, "57", "Jours fériés travaillés", "vendredi saint")
+    write_csv(tmp_path / "edited.csv", rows)
+
+    assert run(app, "import", tmp_path / "edited.csv").exit_code == 0
+    assert snapshot(fresh(db), "57").worked_holidays == {"Vendredi saint"}
+    assert snapshot(db, "75").worked_holidays == {"Lundi de Pentecôte"}

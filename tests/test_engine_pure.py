@@ -25,7 +25,7 @@ def view(code="75", **kw):
 
 @pytest.mark.parametrize("typed, expected", [
     ("75", "75"), ("01", "01"), ("95", "95"), ("093", "93"), ("971", "971"), ("976", "976"),
-    ("20", CORSICA), ("201", "2A"), ("202", "2B"),
+    ("20", CORSICA), ("020", CORSICA), ("201", "2A"), ("202", "2B"),
     ("00", None), ("96", None), ("975", None), ("977", None), ("7", None), ("", None),
     (None, None), ("9999", None), ("2A", None), ("*1", None),
 ])
@@ -76,6 +76,15 @@ def test_overseas_holidays_use_their_subdivision():
     assert a.reason is ClosedReason.holiday and "esclavage" in a.holiday_name.lower()
     # The same Monday is an ordinary working day in Paris.
     assert availability(view(), datetime(2027, 12, 20, 10, tzinfo=PARIS)).is_open
+
+
+def test_two_holidays_on_one_day_stay_closed_unless_both_are_worked():
+    guyane = dict(timezone="America/Cayenne", holiday_subdiv="973")
+    at = datetime(2030, 6, 10, 10, tzinfo=ZoneInfo("America/Cayenne"))  # Abolition + Pentecôte
+    a = availability(view("973", **guyane, worked_holidays=frozenset({"Lundi de Pentecôte"})), at)
+    assert (a.reason, a.holiday_name) == (ClosedReason.holiday, "Abolition de l'esclavage")
+    both = frozenset({"Lundi de Pentecôte", "Abolition de l'esclavage"})
+    assert availability(view("973", **guyane, worked_holidays=both), at).is_open
 
 
 def test_no_line_or_no_assistance_means_no_phone_assistance():

@@ -2,6 +2,7 @@
 
 import itertools
 import random
+from datetime import timedelta
 
 import pytest
 from defusedxml import ElementTree
@@ -34,6 +35,8 @@ def test_forged_signature_is_refused(app, twilio):
     tampered = dict(params, From="+33699999999")  # same signature, other parameters
     assert client.post(VOICE, data=tampered, headers={"X-Twilio-Signature": good}).status_code == 403
     assert client.post(VOICE, data=params).status_code == 403  # no signature at all
+    for junk in ("é", good[:-1] + "é", "\u00a0" + good):  # not base64: refused, never a 500
+        assert client.post(VOICE, data=params, headers={"X-Twilio-Signature": junk}).status_code == 403
     # A state URL edited by hand (another département) is refused too.
     step = f"{PUBLIC_BASE}/ivr/step?s=confirm&d=93"
     sig = twilio.signature(step, params)
@@ -141,6 +144,23 @@ def test_completed_callback_before_the_last_webhook_keeps_the_real_outcome(app, 
     twilio.post(t, f"{PUBLIC_BASE}/ivr/status", _status(t.call_sid, "ringing", 1))
     call = call_record(db, t.call_sid)
     assert call.outcome is Outcome.answered and call.status == "completed"
+
+
+@pytest.mark.parametrize("dial_result_first", [False, True])
+def test_wait_of_a_caller_who_hangs_up_while_it_rings_ignores_callback_order(
+        app, twilio, db, clock, dial_result_first):
+    """The wait ends at the hang-up (Twilio's timestamp), not when the Dial's result arrives."""
+    t = twilio.call(caller="+33612345678", keys=["75"], referents=[Referent("caller-hangup")],
+                    send_status=False)
+    action = next(v for v in ElementTree.fromstring(t.twiml[-1]) if v.tag == "Dial").get("action")
+    hang_up = (f"{PUBLIC_BASE}/ivr/status", _status(t.call_sid, "completed", 3, duration=800))
+    dial_result = (action, _params(t.call_sid, CallStatus="completed", DialCallStatus="canceled",
+                                   DialCallSid=new_sid()))
+    clock.set(clock.now + timedelta(minutes=13, seconds=5))  # 5 s after the hang-up at 10:13
+    for url, params in (dial_result, hang_up) if dial_result_first else (hang_up, dial_result):
+        assert twilio.post(t, url, params)[0] == 200
+    call = call_record(db, t.call_sid)
+    assert (call.outcome, call.wait_seconds) == (Outcome.hung_up_ringing, 13 * 60)
 
 
 def test_status_callback_for_an_unknown_call_creates_its_record(app, twilio, db):

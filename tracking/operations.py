@@ -165,7 +165,10 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
         call.closed_reason = track["closed_reason"]
     if track.get("outcome"):
         call.outcome = Outcome[track["outcome"]]
-        if call.outcome in (Outcome.no_answer, Outcome.hung_up_ringing) and call.dial_started_at:
+        if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
+            # The wait ended when the caller hung up: the call's end once its status came.
+            call.wait_seconds = _seconds((call.ended_at or at) - call.dial_started_at)
+        elif call.outcome is Outcome.no_answer and call.dial_started_at:
             call.wait_seconds = call.wait_seconds or _seconds(at - call.dial_started_at)
     if track.get("recording_url"):
         record_voicemail(db, call, track["recording_url"], track.get("recording_seconds"))
@@ -244,10 +247,11 @@ def _apply_status(record: Call | CallLeg, status: str, duration: int | None, at:
 def apply_call_status(db: Session, call: Call, *, status: str, duration: int | None,
                       at: datetime) -> None:
     """Status callback of the inbound call: idempotent and order-independent."""
-    if _apply_status(call, status, duration, at) and call.outcome is None:
-        # The flow never stated an outcome: the caller left before the end.
-        call.outcome = Outcome.hung_up_ringing if call.step in DIAL_STEPS else Outcome.abandoned
+    if _apply_status(call, status, duration, at):
+        if call.outcome is None:  # the flow never stated one: the caller left before the end
+            call.outcome = Outcome.hung_up_ringing if call.step in DIAL_STEPS else Outcome.abandoned
         if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
+            # Whichever came first, the Dial's result or this callback, the wait ends here.
             call.wait_seconds = _seconds(call.ended_at - call.dial_started_at)
     db.flush()
 
