@@ -28,6 +28,17 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def instant_option(ctx, param, value: str | None):
+    """Click callback for `--at`: an ISO instant, in Paris time without an offset; None if absent."""
+    from ivr.state import parse_instant
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise click.BadParameter(f"instant invalide : « {value} » (ex. 2026-12-26T10:00)") from None
+
+
 def init_app(app: Flask) -> None:
     """Register the `db` and `setup` commands."""
 

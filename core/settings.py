@@ -66,6 +66,10 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
         if name in env and env[name] != "":
             settings[name] = _coerce(name, env[name])
     settings.update(overrides or {})
+    if settings["SVI_ENV"] not in ("development", "production"):
+        # A typo ("prod") must not quietly drop the production checks.
+        raise SettingsError(f"SVI_ENV doit valoir development ou production, reçu "
+                            f"{settings['SVI_ENV']!r}")
     production = settings["SVI_ENV"] == "production"
     if production:
         missing = [n for n in ("DATABASE_URL", "SECRET_KEY", "TWILIO_AUTH_TOKEN",

@@ -54,3 +54,26 @@ def open_untrusted_workbook(path: Path, *, max_unzipped_bytes: int):
         return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many unrelated types on broken or hostile files
         raise UnreadableFile(NOT_WORKBOOK) from exc
+
+
+def sheet_rows(ws, *, max_col: int, max_row: int):
+    """(row number, values) of a read-only sheet, `max_col` cells wide, refusing past `max_row`.
+
+    A tiny file can declare a cell at XFD1048576: unbounded, reading it would take minutes.
+    Empty rows count too, since read-only mode yields the gaps as empty rows.
+    """
+    for number, values in enumerate(ws.iter_rows(max_col=max_col, values_only=True), start=1):
+        if number > max_row:
+            raise UnreadableFile(f"trop de lignes ({max_row} au maximum, lignes vides comprises)")
+        yield number, values
+
+
+#: C0 control characters other than tab, line feed and carriage return: never typed by a
+#: person, and invalid in XML (TwiML, XLSX).
+CONTROL_CHARACTERS = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
+
+
+def has_control_character(text: str) -> bool:
+    """True when `text` holds a control character that has no place in a cell."""
+    return not CONTROL_CHARACTERS.isdisjoint(text)
+

@@ -9,6 +9,7 @@ import click
 from flask import Flask, current_app
 
 from core import db
+from core.cli import instant_option
 from directory import io as directory_io
 from directory import operations
 from directory.schedule import State, availability
@@ -24,12 +25,11 @@ def init_app(app: Flask) -> None:
 
     @directory_group.command("status")
     @click.argument("code")
-    @click.option("--at", "at", default=None,
+    @click.option("--at", "at", default=None, callback=instant_option,
                   help="Instant, ex. 2026-12-26T10:00 (heure de Paris si sans fuseau).")
     def status(code, at):
         """Ce qui se passe pour un appel vers le département CODE à un instant donné."""
-        from ivr.state import parse_instant
-        instant = parse_instant(at) if at else current_app.config["CLOCK"]()
+        instant = at or current_app.config["CLOCK"]()
         view = operations.snapshot(db.session(), code)
         if view is None:
             raise click.BadParameter(f"département inconnu : {code}", param_hint="CODE")

@@ -19,7 +19,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.spreadsheets import (FORMULA_PREFIXES, NOT_WORKBOOK, UnreadableFile, check_size,
-                               keep_as_text, open_untrusted_workbook)
+                               has_control_character, keep_as_text, open_untrusted_workbook,
+                               sheet_rows)
 from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
 from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
                                   set_worked_holiday)
@@ -170,14 +171,25 @@ def read_file(path: Path) -> list[Row]:
     if not table:
         raise DirectoryError("le fichier est vide")
     header = _check_header(table[0][1])
+    beyond = [f"ligne {n}, colonne {len(header) + i + 1} : « {value} »"
+              for n, values in table[1:] for i, value in enumerate(values[len(header):]) if value]
+    if beyond:
+        raise DirectoryError("valeurs hors des colonnes du tableau (sans titre) : "
+                             + " ; ".join(beyond[:20]) + (" ; …" if len(beyond) > 20 else ""))
     return [Row(n, dict(zip(header, values))) for n, values in table[1:]]
 
 
 def _read_csv(path: Path):
+    data = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise DirectoryError("le fichier CSV doit être encodé en UTF-8") from None
+        # "CSV (séparateur : point-virgule)" of French Excel is Windows-1252, not UTF-8.
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            raise DirectoryError("fichier CSV illisible : enregistrez-le au format "
+                                 "« CSV UTF-8 »") from None
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") >= first_line.count(",") else ","
     try:
@@ -193,8 +205,11 @@ def _read_xlsx(path: Path):
     except UnreadableFile as exc:
         raise DirectoryError(str(exc)) from None
     try:
-        # Read-only mode yields gaps as empty rows, so the count is the sheet's row number.
-        yield from enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1)
+        # Wide enough to see values beyond the header; MAX_ROWS rows plus many blank ones.
+        yield from sheet_rows(wb.worksheets[0], max_col=len(COLUMNS) + 50,
+                              max_row=10 * MAX_ROWS)
+    except UnreadableFile as exc:
+        raise DirectoryError(str(exc)) from None
     except Exception as exc:
         raise DirectoryError(NOT_WORKBOOK) from exc
     finally:
@@ -213,7 +228,8 @@ def _text(value) -> str:
         value = value.date()
     if isinstance(value, time):
         return value.strftime("%H:%M")
-    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value).strip()
+    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+    text = " ".join(text.split())  # line breaks typed in a cell (Alt+Enter) are spaces
     if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
         text = text[1:]
     return text
@@ -292,7 +308,10 @@ def _parse_row(row: Row, depts: dict[str, Departement], seen: dict[str, int],
 
     def cell(column, parse, *args):
         try:
-            return parse(row.cells.get(column, ""), *args)
+            text = row.cells.get(column, "")
+            if has_control_character(text):
+                raise DirectoryError("caractère de contrôle interdit (invisible) dans la cellule")
+            return parse(text, *args)
         except DirectoryError as exc:
             errors.append(RowError(row.number, column, str(exc)))
             return None
@@ -422,7 +441,10 @@ def _periods(text: str, opening: bool) -> tuple[Period, ...]:
 
 def _period(text: str, opening: bool) -> Period:
     """`2026-12-24..2026-12-31 Motif`, with `HH:MM-HH:MM` after the dates for an opening."""
-    start_text, end_text, rest = _PERIOD.fullmatch(text).groups(default="")
+    match = _PERIOD.fullmatch(text)
+    if match is None:
+        raise DirectoryError(f"période illisible : « {text} »")
+    start_text, end_text, rest = match.groups(default="")
     start = _date(start_text)
     end = _date(end_text) if end_text else start
     if end < start:

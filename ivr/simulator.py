@@ -5,7 +5,8 @@ Used by `flask --app app call` (in-process or against a running server) and by t
 
 from __future__ import annotations
 
-import itertools
+import re
+import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,12 +17,11 @@ from defusedxml import ElementTree
 from flask import Flask, current_app
 from twilio.request_validator import RequestValidator
 
-_sids = itertools.count(1)
-
+from core.cli import instant_option
 
 def new_sid(prefix: str = "CA") -> str:
-    """A fake but well-formed Twilio SID."""
-    return f"{prefix}{next(_sids):032x}"
+    """A fake but well-formed Twilio SID, unique across runs (the database outlives a process)."""
+    return f"{prefix}{secrets.token_hex(16)}"
 
 
 @dataclass
@@ -126,7 +126,9 @@ class Emulator:
             url, params, elapsed = self._run_twiml(t, body, base, keys, referents,
                                                    voicemail_seconds, elapsed)
         if send_status:
-            self.post(t, f"{self.public_base}/ivr/status",
+            status_url = f"{self.public_base}/ivr/status" + (
+                f"?{urllib.parse.urlencode({'at': at})}" if at else "")
+            self.post(t, status_url,
                       dict(base, CallStatus="completed", CallDuration=str(max(elapsed, 1)),
                            SequenceNumber="0"))
         return t
@@ -144,6 +146,9 @@ class Emulator:
                 for child in verb:
                     self._hear(t, child)
                 digits = keys.pop(0) if keys else None
+                finish = verb.get("finishOnKey", "#")
+                if digits and finish and finish in digits:  # Twilio stops there, key not sent
+                    digits = digits.split(finish)[0] or None
                 if digits:
                     t.lines.append(f"⌨ l'appelant tape {digits}")
                     return verb.get("action"), dict(base, CallStatus="in-progress", Digits=digits), elapsed + 5
@@ -225,14 +230,26 @@ class Emulator:
         self.post(t, url, params)
 
 
+def _keys(ctx, param, value: str) -> list[str | None]:
+    """`--keys 93,,1`: one entry per question, an empty one is silence; digits, * and #."""
+    entries = [k.strip() or None for k in value.split(",")] if value else []
+    wrong = [k for k in entries if k and not re.fullmatch(r"[0-9*#]+", k)]
+    if wrong:
+        raise click.BadParameter(f"touches invalides : {', '.join(wrong)} (un clavier de "
+                                 "téléphone n'a que 0-9, * et #)")
+    return entries
+
+
 def init_app(app: Flask) -> None:
     """Register `flask --app app call`."""
 
     @app.cli.command("call")
     @click.option("--from", "caller", default="+33612345678", show_default=True,
                   help="Numéro de l'appelant (ou « anonymous »).")
-    @click.option("--keys", default="", help="Touches tapées, une saisie par virgule : 93,1,2")
-    @click.option("--at", "at", default=None, help="Instant simulé, ex. 2026-12-26T10:00 (heure de Paris).")
+    @click.option("--keys", default="", callback=_keys,
+                  help="Touches tapées, une saisie par virgule (vide : silence) : 93,1,2")
+    @click.option("--at", "at", default=None, callback=instant_option,
+                  help="Instant simulé, ex. 2026-12-26T10:00 (heure de Paris).")
     @click.option("--referent", default="accept", show_default=True,
                   type=click.Choice(["accept", "decline", "no-answer", "busy", "caller-hangup"]),
                   help="Comportement du référent appelé.")
@@ -244,26 +261,28 @@ def init_app(app: Flask) -> None:
         from sqlalchemy import select
 
         from core import db
-        from ivr.state import parse_instant
         from tracking.models import Call
 
         cfg = current_app.config
         public = cfg["PUBLIC_BASE_URL"] or (url or "http://localhost").rstrip("/")
         if url:
+            if not re.match(r"https?://[^/]", url):
+                raise click.BadParameter("adresse attendue, ex. http://127.0.0.1:5000",
+                                         param_hint="--url")
             transport = HttpTransport(url, public)
         else:
             transport = FlaskTransport(current_app)
             if at:
-                instant = parse_instant(at)
-                current_app.config["CLOCK"] = lambda: instant
-        if at and url:
-            at = parse_instant(at).isoformat()
-        else:
-            at = None
+                current_app.config["CLOCK"] = lambda: at
         emulator = Emulator(transport, auth_token=cfg["TWILIO_AUTH_TOKEN"], public_base=public)
-        key_list = [k.strip() or None for k in keys.split(",")] if keys else []
-        t = emulator.call(caller=caller, keys=key_list, referents=[Referent(referent)] * 10,
-                          voicemail_seconds=voicemail, at=at)
+        if at and url:
+            click.echo("(--at n'est pris en compte que si le serveur a "
+                       "SVI_ALLOW_SIMULATED_TIME=1)")
+        try:
+            t = emulator.call(caller=caller, keys=keys, referents=[Referent(referent)] * 10,
+                              voicemail_seconds=voicemail, at=at.isoformat() if at and url else None)
+        except urllib.error.URLError as exc:
+            raise click.ClickException(f"serveur injoignable à {url} : {exc.reason}") from None
         click.echo(t.text())
         db.session().expire_all()
         record = db.session().scalars(select(Call).where(Call.call_sid == t.call_sid)).one_or_none()

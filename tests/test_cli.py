@@ -6,13 +6,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app import create_app
 from core import db
+from core.db import make_engine
 from directory.operations import get_departement, set_lines
+from tracking.models import Call
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +41,8 @@ def test_setup_then_status_and_in_process_call(tmp_path):
     assert "prochaine ouverture : lundi 28 décembre à 9 heures 30" in result.output
     result = runner.invoke(args=["directory", "status", "99"])
     assert result.exit_code != 0 and "département inconnu : 99" in result.output
+    result = runner.invoke(args=["directory", "status", "75", "--at", "2026-02-30T10:00"])
+    assert result.exit_code == 2 and "instant invalide : « 2026-02-30T10:00 »" in result.output
 
     result = runner.invoke(args=["call", "--from", "+33612345678", "--keys", "93",
                                  "--at", "2026-12-21T10:00"])
@@ -136,6 +142,33 @@ def test_call_command_against_a_running_server(running_server):
     assert out.returncode == 0, out.stderr
     assert "Vous avez choisi le département 93, Seine-Saint-Denis" in out.stdout
     assert "issue enregistrée : décroché — département 93, motif usage" in out.stdout
+
+    # A second run is a second call (a new CallSid), from a returning caller, ended when it
+    # was simulated to end.
+    again = subprocess.run(flask + ["call", "--url", f"http://127.0.0.1:{port}", "--keys", "1,1,2",
+                                    "--at", "2026-12-21T10:05"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "département 93" in again.stdout and "issue enregistrée : décroché" in again.stdout
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            calls = conn.execute(select(Call.started_at, Call.ended_at).order_by(Call.id)).all()
+    finally:
+        engine.dispose()
+    assert len(calls) == 2
+    assert all(start <= end < start + timedelta(hours=1) for start, end in calls)
+
+    for args, message in ((["--at", "2026-13-45"], "instant invalide : « 2026-13-45 »"),
+                          (["--keys", "9a,x"], "touches invalides : 9a, x"),
+                          (["--url", "127.0.0.1:5077"], "adresse attendue"),
+                          (["--url", f"http://127.0.0.1:{_free_port()}"], "serveur injoignable")):
+        if "--url" not in args:
+            args = [*args, "--url", f"http://127.0.0.1:{port}"]
+        bad = subprocess.run(flask + ["call", *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, \
+            (args, bad.stderr)
 
     # Unsigned requests are refused by the running server.
     req = urllib.request.Request(f"http://127.0.0.1:{port}/ivr/voice", data=b"CallSid=CA1", method="POST")

@@ -290,7 +290,7 @@ def test_import_with_bad_rows_changes_nothing_and_names_every_cell(app, db, tmp_
     ("annuaire.xlsx", b"", "le fichier est vide"),
     ("annuaire.csv", b"", "le fichier est vide"),
     ("annuaire.csv", b"\n;;\n", "le fichier est vide"),
-    ("annuaire.csv", "Code;Département;Lignes".encode("latin-1"), "encodé en UTF-8"),
+    ("annuaire.csv", b"Code;D\x81partement;Lignes", "enregistrez-le au format « CSV UTF-8 »"),
     ("annuaire.csv", "big", "fichier trop volumineux (10 Mo au maximum)"),
     ("annuaire.ods", b"whatever", "extension non prise en charge : « .ods »"),
 ])
@@ -375,3 +375,61 @@ def test_import_keeps_the_days_a_departement_keeps_off(app, db, tmp_path):
     assert run(app, "import", tmp_path / "edited.csv").exit_code == 0
     assert snapshot(fresh(db), "57").worked_holidays == {"Vendredi saint"}
     assert snapshot(db, "75").worked_holidays == {"Lundi de Pentecôte"}
+
+
+def test_import_joins_line_breaks_and_reads_windows_1252(app, db, tmp_path):
+    """French Excel saves "CSV (séparateur : point-virgule)" in Windows-1252; Alt+Enter breaks lines."""
+    rows = csv_rows_of_export(app, tmp_path)
+    set_cell(rows, "93", "Fermetures exceptionnelles", "2026-12-24 Congés\nde fin d'année")
+    path = tmp_path / "excel.csv"
+    with open(path, "w", encoding="cp1252", newline="") as f:
+        csv.writer(f, delimiter=";").writerows(rows)
+
+    result = run(app, "import", path)
+
+    assert result.exit_code == 0, result.output
+    assert snapshot(fresh(db), "93").exceptions == (
+        Exception_("closure", date(2026, 12, 24), date(2026, 12, 24), "Congés de fin d'année"),)
+
+
+def test_import_refuses_control_characters_and_values_beyond_the_header(app, db, tmp_path):
+    before = export_rows(db)
+    rows = csv_rows_of_export(app, tmp_path)
+    line_of = {row[0]: n for n, row in enumerate(rows, start=1)}
+    set_cell(rows, "974", "Formulaire", "assistance.example.gouv.fr/\x01974")  # invalid in TwiML
+    write_csv(tmp_path / "control.csv", rows)
+
+    result = run(app, "import", tmp_path / "control.csv")
+
+    assert result.exit_code == 1
+    assert (f"ligne {line_of['974']}, colonne « Formulaire » : caractère de contrôle interdit "
+            "(invisible) dans la cellule") in result.stderr
+
+    set_cell(rows, "974", "Formulaire", "assistance.example.gouv.fr/974")
+    by_code(rows)["01"].append("assistance-01@example.gouv.fr")  # one cell too many
+    write_csv(tmp_path / "stray.csv", rows)
+
+    result = run(app, "import", tmp_path / "stray.csv")
+
+    assert result.exit_code == 1
+    assert (f"ligne {line_of['01']}, colonne {len(HEADER) + 1} : "
+            "« assistance-01@example.gouv.fr »") in result.stderr
+    assert export_rows(fresh(db)) == before
+
+
+def test_import_of_a_tiny_xlsx_declaring_a_far_cell_is_refused_at_once(app, db, tmp_path):
+    """A 5 KB workbook with a value in XFD1048576: read cell by cell, it would take minutes."""
+    wb = openpyxl.Workbook()
+    wb.active.append(HEADER)
+    wb.active.append(["75", "", "oui", "01 99 00 75 09", "simultanée", 20, "non", "", "",
+                      DEFAULT_HOURS, "", "", ""])
+    wb.active.cell(row=1_048_576, column=16_384, value="x")
+    wb.save(tmp_path / "far.xlsx")
+
+    before = export_rows(db)
+
+    result = run(app, "import", tmp_path / "far.xlsx")
+
+    assert result.exit_code == 1
+    assert "trop de lignes (10000 au maximum, lignes vides comprises)" in result.stderr
+    assert export_rows(fresh(db)) == before

@@ -30,6 +30,9 @@ def test_production_fails_fast_without_its_secrets(tmp_path):
     assert settings.load(str(tmp_path), environ=complete)["PUBLIC_BASE_URL"] == "https://svi.gouv.fr"
     with pytest.raises(settings.SettingsError, match="SVI_ALLOW_SIMULATED_TIME"):
         settings.load(str(tmp_path), environ=dict(complete, SVI_ALLOW_SIMULATED_TIME="1"))
+    for typo in ("prod", "Production"):  # would silently skip every check above
+        with pytest.raises(settings.SettingsError, match="SVI_ENV doit valoir"):
+            settings.load(str(tmp_path), environ={"SVI_ENV": typo})
 
 
 def test_env_example_documents_every_setting():

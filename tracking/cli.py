@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 
 from core import db
-from ivr.state import parse_instant
+from core.cli import instant_option
 from tracking import exports, operations, solicitations, taxonomy
 from tracking.models import Solicitation
 
@@ -139,7 +139,8 @@ def init_app(app: Flask) -> None:
     @group.command("add")
     @click.option("--departement", required=True)
     @click.option("--channel", required=True, help="Courriel, Téléphone (hors SVI), Formulaire, Autre.")
-    @click.option("--at", "at", required=True, help="Date et heure, ex. 2026-11-20T10:15 (heure de Paris).")
+    @click.option("--at", "at", required=True, callback=instant_option,
+                  help="Date et heure, ex. 2026-11-20T10:15 (heure de Paris).")
     @click.option("--thematique", default=None)
     @click.option("--motif", default=None)
     @click.option("--sous-motif", default=None)
@@ -150,7 +151,7 @@ def init_app(app: Flask) -> None:
         """Ajoute une sollicitation hors SVI (appel direct, courriel, formulaire)."""
         try:
             with db.transaction() as session:
-                row = solicitations.add(session, departement=departement.upper(), occurred_at=parse_instant(at),
+                row = solicitations.add(session, departement=departement.upper(), occurred_at=at,
                                         channel=solicitations.channel_from(channel), thematique=thematique,
                                         motif=motif, sous_motif=sous_motif, comment=comment,
                                         resolved=resolu, escalated=escalade)

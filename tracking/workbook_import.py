@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.spreadsheets import NOT_WORKBOOK, UnreadableFile, check_size, open_untrusted_workbook
+from core.spreadsheets import (NOT_WORKBOOK, UnreadableFile, check_size, open_untrusted_workbook,
+                               sheet_rows)
 from directory.models import Departement
 from tracking.columns import HEADERS, INDEX, NO, TO_QUALIFY, YES
 from tracking.models import Channel, Motif, Solicitation, Source, Thematique
@@ -26,6 +27,8 @@ from tracking.solicitations import new_reference
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 500 * 1024 * 1024
 MAX_ROWS = 200_000
+#: Rows of one sheet, blank ones included: an export fills one sheet up to Excel's limit.
+MAX_SHEET_ROWS = 1_048_576
 SHEET_PREFIX = "Historique"
 _TEXT_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y-%m-%d %H:%M",
                       "%Y-%m-%dT%H:%M", "%Y-%m-%d")
@@ -78,7 +81,8 @@ def read_rows(path: str | Path):
         if not sheets:
             raise ImportRefused("aucune feuille « Historique des sollicitations » dans ce classeur")
         for ws in sheets:
-            rows = ws.iter_rows(values_only=True)
+            rows = (values for _, values in sheet_rows(ws, max_col=len(HEADERS),
+                                                       max_row=MAX_SHEET_ROWS))
             header = [("" if v is None else str(v).strip()) for v in next(rows, ())]
             while header and not header[-1]:
                 header.pop()
@@ -93,6 +97,8 @@ def read_rows(path: str | Path):
                     yield ws.title, number, cells
     except ImportRefused:
         raise
+    except UnreadableFile as exc:
+        raise ImportRefused(f"feuille « {ws.title} » : {exc}") from None
     except Exception as exc:
         raise ImportRefused(NOT_WORKBOOK) from exc
     finally:
