@@ -76,4 +76,3 @@ CONTROL_CHARACTERS = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\
 def has_control_character(text: str) -> bool:
     """True when `text` holds a control character that has no place in a cell."""
     return not CONTROL_CHARACTERS.isdisjoint(text)
-

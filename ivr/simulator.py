@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator
 
 from core.cli import instant_option
 
+
 def new_sid(prefix: str = "CA") -> str:
     """A fake but well-formed Twilio SID, unique across runs (the database outlives a process)."""
     return f"{prefix}{secrets.token_hex(16)}"
