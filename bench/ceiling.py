@@ -2,30 +2,26 @@
 
 Any call step that commits the call before answering does at least this much: Flask, the form,
 the Twilio signature (the blueprint's own check), and the same durable write as the real step
-(`tracking.record_incoming_call` on the hot connection: the call and its first event, committed).
+(`ivr.service.record_first_webhook`: the call and its first event, committed).
 No returning-caller read, no directory, no flow: the answer is the bare endpoint's fixed TwiML.
 Its throughput is the most a real step can reach on the machine, whatever the rest costs.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app
 
 import app as svi
 from bench.bare import TWIML
 from core import db
-from tracking import operations as tracking
+from ivr import service
 
 
 def record_only() -> Response:
-    """POST /ivr/voice (signature already checked): commit the call and its event, fixed TwiML."""
-    form, cfg = request.form, current_app.config
-    first = dict(caller=form.get("From"), called=form.get("To"), at=cfg["CLOCK"](),
-                 hash_key=cfg["CALLER_HASH_KEY"], track={"step": "departement"},
-                 event=tracking.event_data(form), event_step="welcome")
-    if not db.on_hot_connection(
-            lambda conn: tracking.record_incoming_call(conn, form.get("CallSid", ""), **first)):
-        raise RuntimeError("CallSid already recorded: the load must use new CallSids")
+    """POST /ivr/voice (signature already checked): record the call as the real step does."""
+    service.record_first_webhook(current_app.config["CLOCK"](), {"step": "departement"},
+                                 "welcome")
+    db.commit()
     return Response(TWIML, mimetype="text/xml")
 
 

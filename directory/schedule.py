@@ -127,7 +127,7 @@ def holiday_name(dept: DepartementView, day: date) -> str | None:
         return None
     # holidays joins two holidays on one day ("Abolition de l'esclavage; Lundi de Pentecôte"):
     # the day is worked only if each of them is; otherwise name the ones that are not.
-    off = [part.strip() for part in name.split(";") if part.strip() not in dept.worked_holidays]
+    off = [part for part in map(str.strip, name.split(";")) if part not in dept.worked_holidays]
     return "; ".join(off) or None
 
 

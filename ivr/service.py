@@ -134,14 +134,20 @@ def incoming_call() -> str:
     result = engine.start(_flow(), _context(now, last, version))
     body = renderer().response(result.actions)
     log.info("incoming call %s from %s", sid, mask_number(caller))
-    first = dict(caller=caller, called=form.get("To"), at=now, hash_key=hash_key,
-                 track=result.track, event=tracking.event_data(form), event_step=_flow().start)
-
-    def track():
-        if not db.on_hot_connection(lambda conn: tracking.record_incoming_call(conn, sid, **first)):
-            tracking.record_first_webhook(db.session(), sid, **first)
-    _safely_track("incoming", track)
+    _safely_track("incoming", lambda: record_first_webhook(now, result.track, _flow().start))
     return body
+
+
+def record_first_webhook(now, track: dict, event_step: str) -> None:
+    """Record the call of this first webhook and its event: one transaction on the hot
+    connection, or through the ORM when the CallSid is already stored or the flow said more."""
+    form = request.form
+    sid = form.get("CallSid", "")
+    first = dict(caller=form.get("From"), called=form.get("To"), at=now,
+                 hash_key=current_app.config["CALLER_HASH_KEY"], track=track,
+                 event=tracking.event_data(form), event_step=event_step)
+    if not db.on_hot_connection(lambda conn: tracking.record_incoming_call(conn, sid, **first)):
+        tracking.record_first_webhook(db.session(), sid, **first)
 
 
 def step_result() -> str:
