@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 import prompts
+from core.text import describe, forbidden
 
 DEFAULT_FLOW = Path(__file__).with_name("main.yaml")
 
@@ -82,6 +83,10 @@ def _prompt_names(step: dict) -> list[str]:
 def validate(data: dict, source: str = "flow") -> Flow:
     """Check a parsed definition and return it as a Flow; raise FlowError listing every problem."""
     errors: list[str] = []
+    try:
+        prompts.catalogue()
+    except prompts.PromptError as exc:  # the prompt file itself breaks the text policy
+        raise FlowError(exc.args[0]) from None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
         raise FlowError(f"{source} : il faut une clé « steps » contenant les étapes")
     steps: dict[str, dict] = data["steps"]
@@ -111,6 +116,9 @@ def validate(data: dict, source: str = "flow") -> Flow:
                 errors.append(f"{where} : option {digit!r} : une seule touche entre guillemets")
             elif not isinstance(option, dict) or option.get("next") not in steps:
                 errors.append(f"{where} : option {digit} : « next » doit nommer une étape")
+            elif "label" in option and forbidden(str(option["label"])):
+                errors.append(f"{where} : option {digit} : « label » contient un caractère "
+                              f"interdit ({describe(forbidden(str(option['label'])))})")
         if step.get("outcome") and step["outcome"] not in OUTCOMES:
             errors.append(f"{where} : issue inconnue {step['outcome']!r}")
         if step["type"] == "say" and not step.get("hangup") and "next" not in step:

@@ -12,6 +12,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from core.db import utcnow
+from core.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,10 @@ def build_message(config: Mapping, *, to: list[str], subject: str, body: str) ->
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
+    msg["Subject"] = " ".join(clean(subject).split())  # a line break would end the header
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-    msg.set_content(body, charset="utf-8")
+    msg.set_content(clean(body), charset="utf-8")
     return msg
 
 

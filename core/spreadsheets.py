@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 import zipfile
 from pathlib import Path
 
@@ -37,42 +39,96 @@ def check_size(path: Path, max_bytes: int) -> None:
         raise UnreadableFile("le fichier est vide")
 
 
+#: No markup token of a genuine workbook (a cell holds at most 32,767 characters) comes near
+#: this; a huge one is what a hostile file uses to make the XML parser work for minutes.
+MAX_TOKEN_BYTES = 1024 * 1024
+_LONG_TOKEN = re.compile(rb"[^<>]{%d}" % MAX_TOKEN_BYTES)
+#: Reading an upload never takes longer than this, whatever the file holds.
+READ_SECONDS = 120
+
+
+def _scan_members(archive: zipfile.ZipFile) -> None:
+    """Stream every XML part once, refusing a markup token longer than MAX_TOKEN_BYTES.
+
+    Checked at C speed before any parsing: expat takes minutes over a single 95 MB token that
+    compresses to 100 KB, and nothing of openpyxl's can be interrupted meanwhile.
+    """
+    chunk_size = 4 * MAX_TOKEN_BYTES
+    for info in archive.infolist():
+        if not info.filename.endswith((".xml", ".rels", ".vml")):
+            continue
+        with archive.open(info) as part:
+            tail = b""
+            while True:
+                chunk = part.read(chunk_size)
+                if not chunk:
+                    break
+                data = tail + chunk
+                if _LONG_TOKEN.search(data):
+                    raise UnreadableFile("classeur refusé : contenu anormal (une valeur de plus "
+                                         f"de {MAX_TOKEN_BYTES // 1024} Ko)")
+                # Keep what may be the start of a token that continues in the next chunk.
+                cut = max(data.rfind(b"<"), data.rfind(b">"))
+                tail = data[cut + 1:] if cut >= 0 else data
+
+
 def open_untrusted_workbook(path: Path, *, max_unzipped_bytes: int):
     """Open an uploaded .xlsx read-only, values only, refusing zip bombs and broken files.
 
     openpyxl parses with defusedxml when it is installed (requirements.txt pins it), so entity
-    expansion and external entities are refused too.
+    expansion and external entities are refused too. Every XML part is first streamed through
+    `_scan_members`, so that no single token can hold the parser for minutes.
     """
     try:
         with zipfile.ZipFile(path) as archive:
             unzipped = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile:
+            if unzipped > max_unzipped_bytes:
+                raise UnreadableFile("classeur trop volumineux une fois décompressé")
+            _scan_members(archive)
+    except UnreadableFile:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError,
+            RuntimeError, ValueError):  # what zipfile raises on broken or unsupported archives
         raise UnreadableFile(NOT_WORKBOOK) from None
-    if unzipped > max_unzipped_bytes:
-        raise UnreadableFile("classeur trop volumineux une fois décompressé")
     try:
         return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many unrelated types on broken or hostile files
         raise UnreadableFile(NOT_WORKBOOK) from exc
 
 
-def sheet_rows(ws, *, max_col: int, max_row: int):
-    """(row number, values) of a read-only sheet, `max_col` cells wide, refusing past `max_row`.
+class ReadBudget:
+    """Rows and time one upload may cost, shared by all its sheets."""
+
+    def __init__(self, max_rows: int, seconds: float = READ_SECONDS):
+        self.max_rows, self.rows = max_rows, 0
+        self.deadline = time.monotonic() + seconds
+
+    def take_row(self) -> None:
+        """Count one more row read (blank ones too); UnreadableFile past the budget."""
+        self.rows += 1
+        if self.rows > self.max_rows:
+            raise UnreadableFile(f"trop de lignes ({self.max_rows} au maximum, toutes feuilles "
+                                 "et lignes vides comprises)")
+        if self.rows % 1024 == 0 and time.monotonic() > self.deadline:
+            raise UnreadableFile("classeur trop long à lire : réduisez-le ou scindez-le")
+
+
+def sheet_rows(ws, *, max_col: int, budget: ReadBudget):
+    """(row number, values) of a read-only sheet, `max_col` cells wide, within `budget`.
 
     A tiny file can declare a cell at XFD1048576: unbounded, reading it would take minutes.
     Empty rows count too, since read-only mode yields the gaps as empty rows.
     """
     for number, values in enumerate(ws.iter_rows(max_col=max_col, values_only=True), start=1):
-        if number > max_row:
-            raise UnreadableFile(f"trop de lignes ({max_row} au maximum, lignes vides comprises)")
+        budget.take_row()
         yield number, values
 
 
-#: C0 control characters other than tab, line feed and carriage return: never typed by a
-#: person, and invalid in XML (TwiML, XLSX).
-CONTROL_CHARACTERS = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
+#: Dates people type in files: anything outside is a typo (01/01/0001, 9999) and is refused,
+#: not stored (some would not even convert between timezones).
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 
 
-def has_control_character(text: str) -> bool:
-    """True when `text` holds a control character that has no place in a cell."""
-    return not CONTROL_CHARACTERS.isdisjoint(text)
+def is_plausible_year(year: int) -> bool:
+    """True for a year a date typed in a file may have."""
+    return EARLIEST_YEAR <= year <= LATEST_YEAR

@@ -18,9 +18,10 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
-from core.spreadsheets import (FORMULA_PREFIXES, NOT_WORKBOOK, UnreadableFile, check_size,
-                               has_control_character, keep_as_text, open_untrusted_workbook,
-                               sheet_rows)
+from core import text as text_policy
+from core.spreadsheets import (EARLIEST_YEAR, FORMULA_PREFIXES, LATEST_YEAR, NOT_WORKBOOK,
+                               ReadBudget, UnreadableFile, check_size, is_plausible_year, keep_as_text,
+                               open_untrusted_workbook, sheet_rows)
 from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
 from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
                                   set_worked_holiday)
@@ -32,7 +33,7 @@ COLUMNS = ("Code", "Département", "Assistance téléphonique", "Lignes", "Sonne
            "Fermetures exceptionnelles", "Ouvertures exceptionnelles", "Jours fériés travaillés")
 #: Files are refused above this size; an XLSX also above this size once unzipped (zip bomb).
 MAX_FILE_BYTES = 10 * 1024 * 1024
-MAX_UNZIPPED_BYTES = 100 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 20 * 1024 * 1024
 #: There are 101 départements: anything much longer is not a directory file.
 MAX_ROWS = 1000
 #: Twilio's <Dial> takes at most 10 <Number>.
@@ -104,7 +105,8 @@ def export_rows(db: Session) -> list[dict[str, str]]:
     """Every département as a row of text cells keyed by COLUMNS, in the official order."""
     depts = official_order(_load(db), lambda d: d.code)
     worked = _worked_holidays(db)
-    return [_format(_current(d, worked.get(d.code, ())), d.name) for d in depts]
+    return [{column: text_policy.clean(value) for column, value in
+             _format(_current(d, worked.get(d.code, ())), d.name).items()} for d in depts]
 
 
 def write_file(path: Path, rows: list[dict[str, str]]) -> None:
@@ -123,7 +125,7 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
         for row in rows:
             # A quote makes a spreadsheet keep the cell as text; read_file removes it.
             writer.writerow(["'" + v if v.startswith(FORMULA_PREFIXES) else v
-                             for v in (row[c] for c in COLUMNS)])
+                             for v in (text_policy.clean(row[c]) for c in COLUMNS)])
 
 
 def write_xlsx(path: Path, rows: list[dict[str, str]]) -> None:
@@ -136,7 +138,7 @@ def write_xlsx(path: Path, rows: list[dict[str, str]]) -> None:
         cell.font = Font(bold=True)
     for r, row in enumerate(rows, start=2):
         for c, column in enumerate(COLUMNS, start=1):
-            value = row[column]
+            value = text_policy.clean(row[column])
             cell = ws.cell(r, c, value)
             cell.number_format = "@"
             if value.startswith(FORMULA_PREFIXES):
@@ -207,7 +209,7 @@ def _read_xlsx(path: Path):
     try:
         # Wide enough to see values beyond the header; MAX_ROWS rows plus many blank ones.
         yield from sheet_rows(wb.worksheets[0], max_col=len(COLUMNS) + 50,
-                              max_row=10 * MAX_ROWS)
+                              budget=ReadBudget(10 * MAX_ROWS))
     except UnreadableFile as exc:
         raise DirectoryError(str(exc)) from None
     except Exception as exc:
@@ -309,8 +311,10 @@ def _parse_row(row: Row, depts: dict[str, Departement], seen: dict[str, int],
     def cell(column, parse, *args):
         try:
             text = row.cells.get(column, "")
-            if has_control_character(text):
-                raise DirectoryError("caractère de contrôle interdit (invisible) dans la cellule")
+            char = text_policy.forbidden(text)
+            if char is not None:  # would make the TwiML of this département's calls invalid
+                raise DirectoryError("caractère invisible ou interdit dans la cellule "
+                                     f"({text_policy.describe(char)})")
             return parse(text, *args)
         except DirectoryError as exc:
             errors.append(RowError(row.number, column, str(exc)))
@@ -465,7 +469,11 @@ def _period(text: str, opening: bool) -> Period:
 def _date(text: str) -> date:
     try:
         if _DATE.fullmatch(text):
-            return date.fromisoformat(text)
+            day = date.fromisoformat(text)
+            if not is_plausible_year(day.year):
+                raise DirectoryError(f"date hors des années {EARLIEST_YEAR} à {LATEST_YEAR} : "
+                                     f"« {text} »")
+            return day
     except ValueError:
         pass
     raise DirectoryError(f"date invalide, format AAAA-MM-JJ attendu : « {text} »")
@@ -525,11 +533,16 @@ def _period_key(p: Period):
     return (p.start_date, p.end_date, p.start_time or time(0), p.reason)
 
 
+def _normal(text: str | None) -> str:
+    """Stored text as an export writes it and an import reads it back: exports round-trip."""
+    return " ".join(text_policy.clean(text or "").split())
+
+
 def _current(dept: Departement, worked: tuple[str, ...]) -> Settings:
     """A département's settings in the database, in the same normalized form as a parsed row."""
     def periods(kind: str) -> tuple[Period, ...]:
         opening = kind == "opening"  # closures are whole days: stray hours are not theirs
-        found = [Period(e.start_date, e.end_date, e.reason or "",
+        found = [Period(e.start_date, e.end_date, _normal(e.reason),
                         e.start_time if opening else None, e.end_time if opening else None)
                  for e in dept.exceptions if e.kind.name == kind]
         return tuple(sorted(found, key=_period_key))
@@ -538,8 +551,8 @@ def _current(dept: Departement, worked: tuple[str, ...]) -> Settings:
         code=dept.code, phone_assistance=dept.phone_assistance,
         lines=tuple(line.number for line in dept.lines if line.active),
         ring_strategy=dept.ring_strategy, ring_timeout=dept.ring_timeout,
-        voicemail_enabled=dept.voicemail_enabled, form_url=dept.form_url or None,
-        email=dept.email or None,
+        voicemail_enabled=dept.voicemail_enabled, form_url=_normal(dept.form_url) or None,
+        email=_normal(dept.email) or None,
         slots=tuple(sorted((s.weekday, s.start, s.end) for s in dept.slots)),
         closures=periods("closure"), openings=periods("opening"), worked_holidays=worked)
 

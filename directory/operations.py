@@ -8,6 +8,7 @@ import phonenumbers
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from core import text as text_policy
 from directory.models import (DateException, Departement, ExceptionKind, Line, OpeningSlot,
                               RingStrategy, WorkedHoliday)
 from directory.reference import territories
@@ -21,6 +22,14 @@ DEFAULT_SLOTS = [(wd, start, end) for wd in range(5)
 
 class DirectoryError(ValueError):
     """A directory edit was refused; the message is French and names what is wrong."""
+
+
+def checked_text(value: str | None, where: str) -> str | None:
+    """Text a directory edit stores, refused (DirectoryError) when it breaks the text policy."""
+    try:
+        return value if value is None else text_policy.check(value, where)
+    except text_policy.TextRefused as exc:
+        raise DirectoryError(str(exc)) from None
 
 
 def normalize_number(raw: str, region: str) -> str:
@@ -86,7 +95,8 @@ def load_demo(db: Session) -> list[str]:
 
 def set_lines(db: Session, dept: Departement, numbers: list[tuple[str, str | None]]) -> None:
     """Replace a département's lines, in order; every number is validated first."""
-    normalized = [(normalize_number(n, dept.phone_region), label) for n, label in numbers]
+    normalized = [(normalize_number(n, dept.phone_region), checked_text(label, "libellé de ligne"))
+                  for n, label in numbers]
     db.execute(delete(Line).where(Line.departement_code == dept.code))
     db.flush()
     db.expire(dept, ["lines"])
@@ -167,6 +177,7 @@ def add_exception(db: Session, dept: Departement, kind: str, start_date, end_dat
         raise DirectoryError("la date de fin précède la date de début")
     if kind == "opening" and not (start_time and end_time and start_time < end_time):
         raise DirectoryError("une ouverture exceptionnelle doit préciser ses horaires")
+    reason = checked_text(reason or "", "motif de la période")
     exc = DateException(kind=ExceptionKind[kind], start_date=start_date, end_date=end_date,
                         reason=reason, start_time=start_time, end_time=end_time)
     dept.exceptions.append(exc)

@@ -8,6 +8,7 @@ from twilio.twiml.voice_response import Gather as TwGather
 from twilio.twiml.voice_response import VoiceResponse
 
 import prompts
+from core import text as text_policy
 from callflows.actions import Dial, Gather, Hangup, Record, Say
 
 
@@ -84,7 +85,9 @@ class Renderer:
                 resp.hangup()
             else:
                 raise TypeError(f"unknown action {action!r}")
-        return str(resp)
+        # Directory text stored before the text policy must not make the document unreadable:
+        # the library escapes markup but keeps characters XML 1.0 forbids.
+        return text_policy.clean(str(resp))
 
     def _dial(self, resp: VoiceResponse, action: Dial) -> None:
         dial = resp.dial(action=self.url("ivr.step", state=action.result), method="POST",

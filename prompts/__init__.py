@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from core.text import TextRefused, check
+
 PROMPTS_DIR = Path(__file__).parent
 AUDIO_DIR = PROMPTS_DIR / "audio"
 AUDIO_SUFFIXES = (".mp3", ".wav")
@@ -22,7 +24,13 @@ def catalogue(language: str = "fr") -> dict[str, str]:
     """All prompts of a language, whitespace folded."""
     with (PROMPTS_DIR / f"{language}.yaml").open(encoding="utf-8") as f:
         data = yaml.safe_load(f)
-    return {name: " ".join(str(text).split()) for name, text in data.items()}
+    prompts = {str(name): " ".join(str(text).split()) for name, text in data.items()}
+    for name, text in prompts.items():
+        try:
+            check(text, f"prompts/{language}.yaml, prompt « {name} »")
+        except TextRefused as exc:
+            raise PromptError(str(exc)) from None
+    return prompts
 
 
 def placeholders(name: str, language: str = "fr") -> set[str]:

@@ -392,20 +392,39 @@ def test_import_joins_line_breaks_and_reads_windows_1252(app, db, tmp_path):
         Exception_("closure", date(2026, 12, 24), date(2026, 12, 24), "Congés de fin d'année"),)
 
 
-def test_import_refuses_control_characters_and_values_beyond_the_header(app, db, tmp_path):
+@pytest.mark.parametrize("char", ["\x01", "\x7f", "\x9f", "\ufdd0", "\ufffe", "\uffff"])
+def test_import_refuses_characters_xml_cannot_hold_and_values_beyond_the_header(app, db, tmp_path,
+                                                                                 char):
     before = export_rows(db)
     rows = csv_rows_of_export(app, tmp_path)
     line_of = {row[0]: n for n, row in enumerate(rows, start=1)}
-    set_cell(rows, "974", "Formulaire", "assistance.example.gouv.fr/\x01974")  # invalid in TwiML
+    set_cell(rows, "974", "Formulaire", f"assistance.example.gouv.fr/{char}974")  # invalid in TwiML
+    set_cell(rows, "93", "Fermetures exceptionnelles", f"2026-12-24 Cong{char}és")
     write_csv(tmp_path / "control.csv", rows)
 
     result = run(app, "import", tmp_path / "control.csv")
 
     assert result.exit_code == 1
-    assert (f"ligne {line_of['974']}, colonne « Formulaire » : caractère de contrôle interdit "
-            "(invisible) dans la cellule") in result.stderr
+    code = f"U+{ord(char):04X}"
+    assert (f"ligne {line_of['974']}, colonne « Formulaire » : caractère invisible ou interdit "
+            f"dans la cellule ({code})") in result.stderr
+    assert (f"ligne {line_of['93']}, colonne « Fermetures exceptionnelles » : caractère invisible "
+            f"ou interdit dans la cellule ({code})") in result.stderr
+    assert export_rows(fresh(db)) == before
 
+    # The same in a workbook (XML 1.0 holds these; the others make a file no reader accepts).
+    if char in "\x7f\x9f\ufdd0":
+        set_cell(rows, "93", "Fermetures exceptionnelles", "")
+        workbook = openpyxl.Workbook()
+        for row in rows:
+            workbook.active.append(row)
+        workbook.save(tmp_path / "control.xlsx")
+        result = run(app, "import", tmp_path / "control.xlsx")
+        assert result.exit_code == 1
+        assert (f"colonne « Formulaire » : caractère invisible ou interdit dans la cellule "
+                f"({code})") in result.stderr
     set_cell(rows, "974", "Formulaire", "assistance.example.gouv.fr/974")
+
     by_code(rows)["01"].append("assistance-01@example.gouv.fr")  # one cell too many
     write_csv(tmp_path / "stray.csv", rows)
 
@@ -431,5 +450,5 @@ def test_import_of_a_tiny_xlsx_declaring_a_far_cell_is_refused_at_once(app, db, 
     result = run(app, "import", tmp_path / "far.xlsx")
 
     assert result.exit_code == 1
-    assert "trop de lignes (10000 au maximum, lignes vides comprises)" in result.stderr
+    assert "trop de lignes (10000 au maximum, toutes feuilles et lignes vides comprises)" in result.stderr
     assert export_rows(fresh(db)) == before

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import text as text_policy
 from directory.models import Departement
 from tracking import taxonomy as tax
 from tracking.models import Call, Channel, Solicitation, Source
@@ -21,6 +22,22 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 class SolicitationError(ValueError):
     """A solicitation operation was refused; the message is French."""
+
+#: Longest comment kept on a row (Excel holds at most 32,767 characters in a cell).
+MAX_COMMENT = 4000
+
+
+def checked_comment(comment: str | None) -> str | None:
+    """A comment as stored (outer whitespace removed), or SolicitationError naming the problem."""
+    if comment is None:
+        return None
+    try:
+        comment = text_policy.check(comment, "commentaire").strip()
+    except text_policy.TextRefused as exc:
+        raise SolicitationError(str(exc)) from None
+    if len(comment) > MAX_COMMENT:
+        raise SolicitationError(f"commentaire trop long ({MAX_COMMENT} caractères au maximum)")
+    return comment
 
 
 def new_reference() -> str:
@@ -66,6 +83,7 @@ def qualify(db: Session, row: Solicitation, *, thematique: str, motif: str,
             sous_motif: str | None = None, comment: str | None = None,
             resolved: bool | None = None, escalated: bool | None = None) -> Solicitation:
     """Set a row's thématique, motif and sous-motif (keys or labels) and its follow-up fields."""
+    comment = checked_comment(comment)
     try:
         row.thematique, row.motif, row.sous_motif = tax.resolve(db, thematique, motif, sous_motif)
     except tax.TaxonomyError as exc:
@@ -112,6 +130,7 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
         comment: str = "", resolved: bool | None = None, escalated: bool | None = None,
         source: Source = Source.manual, fingerprint: str | None = None) -> Solicitation:
     """Add a row for a call that did not go through the SVI, an email, a form…"""
+    comment = checked_comment(comment) or ""
     if occurred_at.tzinfo is None:
         raise SolicitationError("la date doit porter son fuseau horaire")
     if db.get(Departement, departement) is None:

@@ -8,6 +8,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core.text import TextRefused, check, clean
 from tracking.columns import Taxonomy
 from tracking.models import Motif, SousMotif, Thematique
 
@@ -26,10 +27,18 @@ def _entries(items, where: str, level: str) -> list[dict]:
         if not isinstance(item, dict) or not item.get("key") or not item.get("label"):
             raise TaxonomyError(f"{where}, {level} n° {i} : « key » et « label » sont obligatoires")
         key = str(item["key"])
+        try:
+            check(key, f"{where}, {level} n° {i}, « key »")
+            check(str(item["label"]), f"{where}, {level} « {key} », « label »")
+        except TextRefused as exc:
+            raise TaxonomyError(str(exc)) from None
+        if len(key) > 40 or len(str(item["label"])) > 100:
+            raise TaxonomyError(f"{where}, {level} « {key[:40]} » : clé de 40 caractères et "
+                                "libellé de 100 caractères au maximum")
         if key in seen:
             raise TaxonomyError(f"{where} : clé en double « {key} »")
         seen.add(key)
-        result.append(item)
+        result.append({**item, "key": key, "label": " ".join(str(item["label"]).split())})
     return result
 
 
@@ -83,10 +92,12 @@ def taxonomy(db: Session) -> Taxonomy:
         selectinload(Thematique.motifs).selectinload(Motif.sous_motifs))
         .order_by(Thematique.active.desc(), Thematique.position)).all()
     order = lambda items: sorted(items, key=lambda x: (not x.active, x.position))
+    # Labels stored before the text policy are cleaned as the rows' cells are: both must match.
+    label = lambda item: clean(item.label)
     return Taxonomy(
-        thematiques=tuple(t.label for t in thems),
-        motifs={t.label: tuple(m.label for m in order(t.motifs)) for t in thems},
-        sous_motifs={(t.label, m.label): tuple(s.label for s in order(m.sous_motifs))
+        thematiques=tuple(label(t) for t in thems),
+        motifs={label(t): tuple(label(m) for m in order(t.motifs)) for t in thems},
+        sous_motifs={(label(t), label(m)): tuple(label(s) for s in order(m.sous_motifs))
                      for t in thems for m in t.motifs},
     )
 

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference, Series
 from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from core import text as text_policy
 from core.spreadsheets import FORMULA_PREFIXES, keep_as_text
 from directory.reference import territories
 from tracking.columns import (HISTORIQUE, INDEX, KPI_OUTCOMES, MANDATORY, OPTIONAL,
@@ -62,7 +62,6 @@ MONTHS = ("janvier", "fÃ©vrier", "mars", "avril", "mai", "juin", "juillet", "aoÃ
 DATE_FORMAT = HISTORIQUE[INDEX["Date et heure"]].number_format
 #: Positions of the text columns of a row: checked for formula-looking text.
 TEXT_COLUMNS = tuple(i for i, c in enumerate(HISTORIQUE) if c.number_format is None)
-COMMENT = INDEX["Commentaire"]
 DATE = INDEX["Date et heure"]
 
 BOLD = Font(bold=True)
@@ -168,11 +167,14 @@ def _append_rows(ws, rows: Iterable[tuple], before: int, progress) -> int:
     date_cell = WriteOnlyCell(ws)
     date_cell.number_format = DATE_FORMAT
     append, count = ws.append, before
+    forbidden, clean = text_policy.forbidden, text_policy.clean
     for row in rows:
         values = list(row)
-        comment = values[COMMENT]
-        if comment and ILLEGAL_CHARACTERS_RE.search(comment):
-            values[COMMENT] = ILLEGAL_CHARACTERS_RE.sub("", comment)  # pasted control characters
+        if forbidden("".join([values[i] for i in TEXT_COLUMNS if values[i]])):
+            # Text stored before the policy (or pasted): one bad character breaks the file.
+            for i in TEXT_COLUMNS:
+                if values[i]:
+                    values[i] = clean(values[i])
         if values[DATE] is not None:
             date_cell.value = values[DATE]
             values[DATE] = date_cell
@@ -227,7 +229,7 @@ def _transpose(columns: list[tuple[str, ...]]):
 
 def _equals(text: str) -> str:
     """A COUNTIFS criterion matching exactly `text`: no operator, no wildcard, as a literal."""
-    escaped = text.replace("~", "~~").replace("*", "~*").replace("?", "~?")
+    escaped = text_policy.clean(text).replace("~", "~~").replace("*", "~*").replace("?", "~?")
     return '"=' + escaped.replace('"', '""') + '"'
 
 
@@ -476,7 +478,7 @@ def _styled(cell: WriteOnlyCell, font=None, fill=None, number_format=None,
 
 def _text(ws, value: str, **style) -> WriteOnlyCell:
     """A text cell, inert even when it looks like a formula (labels are typed by admins)."""
-    cell = WriteOnlyCell(ws, ILLEGAL_CHARACTERS_RE.sub("", value))
+    cell = WriteOnlyCell(ws, text_policy.clean(value))
     if value.startswith(FORMULA_PREFIXES):
         keep_as_text(cell)
     return _styled(cell, **style)

@@ -17,8 +17,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.spreadsheets import (NOT_WORKBOOK, UnreadableFile, check_size, open_untrusted_workbook,
-                               sheet_rows)
+from core import text as text_policy
+from core.spreadsheets import (EARLIEST_YEAR, LATEST_YEAR, NOT_WORKBOOK, ReadBudget,
+                               UnreadableFile, check_size, is_plausible_year,
+                               open_untrusted_workbook, sheet_rows)
+from tracking.solicitations import MAX_COMMENT
 from directory.models import Departement
 from tracking.columns import HEADERS, INDEX, NO, TO_QUALIFY, YES
 from tracking.models import Channel, Motif, Solicitation, Source, Thematique
@@ -27,8 +30,8 @@ from tracking.solicitations import new_reference
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 500 * 1024 * 1024
 MAX_ROWS = 200_000
-#: Rows of one sheet, blank ones included: an export fills one sheet up to Excel's limit.
-MAX_SHEET_ROWS = 1_048_576
+#: Rows read across all sheets, blank ones and headers included.
+MAX_READ_ROWS = MAX_ROWS + 50_000
 SHEET_PREFIX = "Historique"
 _TEXT_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y-%m-%d %H:%M",
                       "%Y-%m-%dT%H:%M", "%Y-%m-%d")
@@ -80,9 +83,9 @@ def read_rows(path: str | Path):
         sheets = [ws for ws in wb.worksheets if ws.title.startswith(SHEET_PREFIX)]
         if not sheets:
             raise ImportRefused("aucune feuille « Historique des sollicitations » dans ce classeur")
+        budget = ReadBudget(MAX_READ_ROWS)
         for ws in sheets:
-            rows = (values for _, values in sheet_rows(ws, max_col=len(HEADERS),
-                                                       max_row=MAX_SHEET_ROWS))
+            rows = (values for _, values in sheet_rows(ws, max_col=len(HEADERS), budget=budget))
             header = [("" if v is None else str(v).strip()) for v in next(rows, ())]
             while header and not header[-1]:
                 header.pop()
@@ -146,6 +149,10 @@ class _Checker:
             if local is None:
                 errors.append(("Date et heure", f"date illisible : « {value or ''} » (attendu JJ/MM/AAAA HH:MM)"))
                 return None
+        if not is_plausible_year(local.year):
+            errors.append(("Date et heure", f"date hors des années {EARLIEST_YEAR} à {LATEST_YEAR} : "
+                                            f"« {local:%d/%m/%Y} »"))
+            return None
         return local.replace(tzinfo=self.zones.get(code, ZoneInfo("Europe/Paris")))
 
     def taxonomy(self, cells, errors):
@@ -183,6 +190,12 @@ class _Checker:
         return (them, motif, sous)
 
 
+def _as_exported(value):
+    """A stored value as an export writes it and this import reads it back (comments are cleaned
+    and stripped on the way): an unmodified export then changes nothing."""
+    return text_policy.clean(value).strip() if isinstance(value, str) else value
+
+
 def _fingerprint(values: dict, occurrence: int) -> str:
     key = "|".join(str(values[k]) for k in ("occurred_at", "departement_code", "channel",
                                             "thematique_id", "motif_id", "sous_motif_id", "comment"))
@@ -207,7 +220,13 @@ def plan(db: Session, rows) -> _Plan:
             select(Solicitation).where(Solicitation.reference.in_(chunk)))})
     seen_refs, occurrences = set(), Counter()
     for sheet, number, cells in parsed:
-        row_errors: list[tuple[str, str]] = []
+        row_errors: list[tuple[str, str]] = [
+            (header, "caractère invisible ou interdit (" + text_policy.describe(char) + ")")
+            for header, value in zip(HEADERS, cells)
+            if isinstance(value, str) and (char := text_policy.forbidden(value))]
+        if row_errors:  # nothing else of this row is worth reading
+            errors.extend(CellError(sheet, number, column, message) for column, message in row_errors)
+            continue
         ref = check.text(cells, "Référence").upper()
         code = check.text(cells, "Département").upper()
         if code and code not in check.zones:
@@ -218,6 +237,8 @@ def plan(db: Session, rows) -> _Plan:
         resolved = check.yes_no(cells, "Résolu au niveau 1", row_errors)
         escalated = check.yes_no(cells, "Escaladé", row_errors)
         comment = check.text(cells, "Commentaire")
+        if len(comment) > MAX_COMMENT:
+            row_errors.append(("Commentaire", f"trop long ({MAX_COMMENT} caractères au maximum)"))
         if ref:
             row = existing.get(ref)
             if row is None:
@@ -228,7 +249,7 @@ def plan(db: Session, rows) -> _Plan:
             if row is not None and not row_errors and taxo is not None:
                 changes = {"thematique": taxo[0], "motif": taxo[1], "sous_motif": taxo[2],
                            "comment": comment, "resolved_first_level": resolved, "escalated": escalated}
-                if all(getattr(row, k) == v for k, v in changes.items()):
+                if all(_as_exported(getattr(row, k)) == v for k, v in changes.items()):
                     result.unchanged += 1
                 else:
                     result.updates.append((row, changes))
