@@ -13,7 +13,6 @@ from flask import Flask, Response, current_app
 
 import app as svi
 from bench.bare import TWIML
-from core import db
 from ivr import service
 
 
@@ -21,7 +20,6 @@ def record_only() -> Response:
     """POST /ivr/voice (signature already checked): record the call as the real step does."""
     service.record_first_webhook(current_app.config["CLOCK"](), {"step": "departement"},
                                  "welcome")
-    db.commit()
     return Response(TWIML, mimetype="text/xml")
 
 

@@ -6,16 +6,25 @@ Domain operations only `flush()`; the edge (request, job, CLI command) commits o
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import psycopg
 from flask import Flask, current_app, g
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.types import TypeDecorator
+
+#: What "the database cannot take it now" looks like: locked, unreachable, timed out; wrapped by
+#: SQLAlchemy or raised by the driver itself (a raw connection's checkout is not wrapped).
+DB_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                  sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError,
+                  TimeoutError, ConnectionError)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -57,10 +66,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine; SQLite gets foreign keys, WAL, a busy timeout and memory-mapped reads."""
+#: Longest wait for a lock, in seconds, for commands, jobs and web pages (not the voice path).
+LOCK_WAIT = 15
+#: Longest wait for a lock or a statement on the voice path: Twilio waits 15 s in all for an
+#: answer, and a webhook may run two or three statements; past it, the write is journaled.
+VOICE_LOCK_WAIT = 1.5
+#: SQLite memory map of the voice path's kept connections: their reads then copy no page. Only
+#: there: mapped pages count as resident memory, which a long export would pay for nothing.
+HOT_MMAP_BYTES = 256 * 1024 * 1024
+
+
+def make_engine(url: str, *, lock_wait: float = LOCK_WAIT) -> Engine:
+    """Create the engine; SQLite gets foreign keys, WAL and a busy timeout, PostgreSQL a lock
+    timeout, both `lock_wait` seconds."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 15})
+        engine = create_engine(url, connect_args={"timeout": lock_wait})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -68,18 +88,29 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA mmap_size=268435456")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    options = {}
+    if lock_wait < LOCK_WAIT:  # the voice path: no statement may hold a webhook for long
+        ms = int(lock_wait * 1000)
+        options = {"connect_args": {"connect_timeout": max(1, round(lock_wait)),
+                                    "options": f"-c lock_timeout={ms} -c statement_timeout={2 * ms}"}}
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **options)
 
 
 def init_app(app: Flask) -> None:
-    """Attach an engine and a session factory to the app; close the session after each request."""
+    """Attach the engines and session factories to the app; close the session after each request.
+
+    The voice path (Twilio webhooks) has an engine of its own whose lock waits are short, so that
+    a long import or a backup never holds a caller past Twilio's deadline.
+    """
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["svi.engine"] = engine
     app.extensions["svi.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    voice = make_engine(app.config["DATABASE_URL"], lock_wait=VOICE_LOCK_WAIT)
+    app.extensions["svi.voice_engine"] = voice
+    app.extensions["svi.voice_sessionmaker"] = sessionmaker(voice, expire_on_commit=False)
     app.extensions["svi.hot_connections"] = threading.local()
 
     @app.teardown_appcontext
@@ -94,8 +125,14 @@ def init_app(app: Flask) -> None:
 def session() -> Session:
     """The session of the current request or command (created on first use)."""
     if "db_session" not in g:
-        g.db_session = current_app.extensions["svi.sessionmaker"]()
+        maker = "svi.voice_sessionmaker" if g.get("db_voice") else "svi.sessionmaker"
+        g.db_session = current_app.extensions[maker]()
     return g.db_session
+
+
+def use_voice_engine() -> None:
+    """This request is a Twilio webhook: its session waits for locks only briefly."""
+    g.db_voice = True
 
 
 def commit() -> None:
@@ -189,7 +226,7 @@ def on_hot_connection(work):
     request turns out to be dead (the database restarted), the work is run once more on a new one.
     """
     app = current_app._get_current_object()
-    engine, local = app.extensions["svi.engine"], app.extensions["svi.hot_connections"]
+    engine, local = app.extensions["svi.voice_engine"], app.extensions["svi.hot_connections"]
     while True:
         held = getattr(local, "held", None)
         fresh = held is None or held[0] != os.getpid()  # first use here, or a forked worker
@@ -199,6 +236,7 @@ def on_hot_connection(work):
             dbapi = fairy.dbapi_connection
             if engine.dialect.name == "sqlite":
                 dbapi.isolation_level = None
+                dbapi.execute(f"PRAGMA mmap_size={HOT_MMAP_BYTES}")
             else:
                 dbapi.autocommit = True
             held = local.held = (os.getpid(), fairy, RawConnection(dbapi, engine.dialect))
@@ -223,6 +261,7 @@ def dispose(app: Flask) -> None:
     if held is not None:
         held[1].close()
     app.extensions["svi.engine"].dispose()
+    app.extensions["svi.voice_engine"].dispose()
 
 
 @contextmanager

@@ -21,11 +21,18 @@ def caller_hash(number: str | None, key: str) -> str | None:
     return hmac.new(key.encode(), number.strip().encode(), hashlib.sha256).hexdigest()
 
 
+#: A masked number never exceeds this length, whatever Twilio sends (a SIP address, say).
+MASKED_MAX = 16
+
+
 def mask_number(number: str | None) -> str:
-    """Masked form for display and logs: '+33612345678' -> '+336••••••78'."""
+    """Masked form for display and logs: '+33612345678' -> '+336••••••78'.
+
+    At most MASKED_MAX characters: a long SIP address keeps its first 4 and last 2 characters.
+    """
     if is_hidden(number):
         return "masqué"
-    number = number.strip()
+    number = "".join(number.split())
     if len(number) <= 6:
         return "•" * len(number)
-    return number[:4] + "•" * (len(number) - 6) + number[-2:]
+    return number[:4] + "•" * min(len(number) - 6, MASKED_MAX - 6) + number[-2:]

@@ -34,11 +34,13 @@ DEFAULTS: dict[str, object] = {
     "MAIL_OUTBOX_DIR": "",  # empty: instance/outbox
     "NATIONAL_TEAM_EMAILS": "",  # comma-separated; receives the quarterly workbook links
     "WORKBOOK_STORAGE_DIR": "",  # empty: instance/workbooks
+    "JOURNAL_DIR": "",  # empty: instance/journal; calls recorded while the database was unavailable
+    "MAX_UPLOAD_BYTES": 64 * 1024 * 1024,  # largest request body (uploads); webhooks: 64 KB
 }
 
 _BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME", "SMTP_STARTTLS"}
 _INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_CALLER_RETENTION_DAYS",
-            "SVI_VOICEMAIL_MAX_SECONDS", "SMTP_PORT", "SMTP_TIMEOUT"}
+            "SVI_VOICEMAIL_MAX_SECONDS", "SMTP_PORT", "SMTP_TIMEOUT", "MAX_UPLOAD_BYTES"}
 _DEV_SECRET = "dev-only-secret-change-me"
 
 
@@ -86,4 +88,8 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
         Path(instance_path).mkdir(parents=True, exist_ok=True)
         settings["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'svi.sqlite3'}"
     settings["PUBLIC_BASE_URL"] = str(settings["PUBLIC_BASE_URL"]).rstrip("/")
+    if not settings["JOURNAL_DIR"]:
+        settings["JOURNAL_DIR"] = str(Path(instance_path) / "journal")
+    # Flask refuses larger bodies (413) before reading them.
+    settings["MAX_CONTENT_LENGTH"] = settings["MAX_UPLOAD_BYTES"]
     return settings

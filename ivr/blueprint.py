@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, request
 
+from core import db
 from ivr import security, service
 
 bp = Blueprint("ivr", __name__, url_prefix="/ivr")
 
 
+#: Largest webhook body accepted: Twilio's are about 2 KB. Checked before the form is parsed.
+MAX_WEBHOOK_BYTES = 64 * 1024
+
+
 @bp.before_request
 def check_signature():
-    """Refuse (403) any request not signed with the account's auth token, when one is set."""
+    """Refuse (413) an oversized body before reading it, then (403) any request not signed
+    with the account's auth token, when one is set."""
+    request.max_content_length = MAX_WEBHOOK_BYTES
+    request.max_form_memory_size = MAX_WEBHOOK_BYTES
+    db.use_voice_engine()
     token = current_app.config["TWILIO_AUTH_TOKEN"]
     if token and not security.is_valid(request, token, current_app.config["PUBLIC_BASE_URL"]):
         current_app.logger.warning("forged or unsigned webhook refused: %s", request.path)

@@ -1,14 +1,18 @@
 """Webhook handlers: Twilio parameters in, engine and tracking called, TwiML text out.
 
-Rules: reading the directory may fail (the caller then hears an apology and the form);
-recording the call may fail too, but then the caller still gets the flow's answer and the
-failure is logged — tracking never drops a caller.
+Rules: every value Twilio posts is validated (identifiers, durations, instants) and a value out
+of range is ignored with a log line, the rest still applied. Reading the directory may fail
+(the caller then hears an apology, recorded as a technical failure); recording the call never
+holds or drops the caller: each webhook builds one tracking record (`tracking/recorder.py`)
+and `deliver` commits it within the voice path's short lock wait, or journals it durably for
+a replay (`tracking/journal.py`).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import re
+from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
 
 from flask import current_app, request, url_for
@@ -22,8 +26,17 @@ from ivr import state as url_state
 from ivr.twiml import Renderer, apology
 from prompts import french
 from tracking import operations as tracking
+from tracking import recorder
+from tracking.journal import DB_ERRORS, journal_of
 
 log = logging.getLogger("svi.ivr")
+
+#: Twilio SIDs are two letters and 32 hex digits; anything else is not worth a row.
+_SID = re.compile(r"^[A-Za-z]{2}[0-9A-Za-z]{1,62}$")
+#: Durations Twilio reports, in seconds: a call lasts 24 hours at most.
+MAX_SECONDS = 24 * 3600
+#: A callback's own timestamp is trusted within this distance of the clock.
+TIMESTAMP_SLACK = timedelta(hours=24)
 
 
 # -- request helpers ----------------------------------------------------------------------------
@@ -35,24 +48,55 @@ def _now():
 
 
 def _event_time(default):
-    """Twilio's own timestamp of a callback when given (RFC 2822), else `default`."""
+    """Twilio's own timestamp of a callback (RFC 2822) when plausible, else `default`.
+
+    "-0000" (zone unknown) is read as UTC; an instant more than a day from the clock is ignored.
+    """
     raw = request.form.get("Timestamp")
-    if raw:
-        try:
-            return parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            pass
-    return default
+    if not raw:
+        return default
+    try:
+        at = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        at = None
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if at is None or abs(at - default) > TIMESTAMP_SLACK:
+        log.warning("Timestamp ignored (%r) for call %s", raw[:60], _sid("CallSid"))
+        return default
+    return at
 
 
 def _int(name: str) -> int | None:
+    """A duration Twilio posts, in seconds; None when absent, not ASCII digits, or absurd."""
     value = request.form.get(name, "")
-    return int(value) if value.isdigit() else None
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and int(value) <= MAX_SECONDS):
+        log.warning("%s ignored (%r) for call %s", name, value[:20], _sid("CallSid"))
+        return None
+    return int(value)
+
+
+def _sid(name: str, value: str | None = None) -> str:
+    """A SID posted by Twilio (or given), "" when malformed."""
+    value = request.form.get(name, "") if value is None else value
+    return value if _SID.match(value) else ""
 
 
 def _parent_sid() -> str:
     """CallSid of the caller's call: in the URL on referent-side webhooks, else the request's."""
-    return request.args.get("c") or request.form.get("ParentCallSid") or request.form.get("CallSid", "")
+    return _sid("", request.args.get("c") or request.form.get("ParentCallSid")
+                or request.form.get("CallSid", ""))
+
+
+def _caller() -> dict:
+    """Who calls, as stored: a keyed hash and a masked form (None for a callback without From)."""
+    number = request.form.get("From")
+    if number is None:
+        return {"caller_hash": None, "caller_masked": None}
+    return {"caller_hash": caller_hash(number, current_app.config["CALLER_HASH_KEY"]),
+            "caller_masked": mask_number(number)}
 
 
 def renderer() -> Renderer:
@@ -97,24 +141,50 @@ def _flow():
     return current_app.extensions["svi.flow"]
 
 
-def _safely_track(what: str, fn) -> None:
-    """Run tracking writes and commit; on failure log and roll back, never raise."""
+def deliver(kind: str, payload: dict, *, hot=None) -> None:
+    """Commit a tracking record now, or journal it when the database cannot take it in time.
+
+    Records of a process wait behind its journal while it is not empty, so that a call's
+    records are applied in order. `hot(connection, payload)`, when given, is tried first on the
+    thread's hot connection (returns False to fall back to the ORM).
+    """
+    if not payload.get("sid"):
+        log.warning("tracking record %s without a valid CallSid: ignored", kind)
+        return
+    journal = journal_of(current_app._get_current_object())
+    if journal.has_pending():
+        journal.append(kind, payload)
+        return
     try:
-        fn()
-        db.commit()
+        if hot is None or not db.on_hot_connection(lambda conn: hot(conn, payload)):
+            recorder.apply(db.session(), kind, payload)
+            db.commit()
+    except DB_ERRORS:
+        db.rollback()
+        log.warning("database unavailable: %s record of call %s journaled", kind,
+                    payload["sid"], exc_info=log.isEnabledFor(logging.DEBUG))
+        journal.append(kind, payload)
     except Exception:
         db.rollback()
-        log.exception("tracking failed (%s) for call %s", what, request.form.get("CallSid", "?"))
+        log.exception("tracking failed (%s) for call %s", kind, payload["sid"])
 
 
 def answer_or_apologize(handler):
-    """Run a webhook handler; any failure becomes an apology in valid TwiML."""
+    """Run a webhook handler; any failure becomes an apology in valid TwiML.
+
+    On the caller's own flow the apology ends the call: it is recorded as a technical failure.
+    """
     try:
         return handler()
     except Exception:
         db.rollback()
-        log.exception("webhook %s failed for call %s", request.path,
-                      request.form.get("CallSid", "?"))
+        log.exception("webhook %s failed for call %s", request.path, _sid("CallSid") or "?")
+        if request.endpoint in ("ivr.voice", "ivr.step"):
+            try:
+                deliver("error", dict(sid=_sid("CallSid"), at=_now(), step=request.args.get("s"),
+                                      event=tracking.event_data(request.form), **_caller()))
+            except Exception:
+                log.exception("technical failure of call %s not recorded", _sid("CallSid"))
         return apology(renderer(), _form_url())
 
 
@@ -124,122 +194,110 @@ def incoming_call() -> str:
 
     The hot path of every call: two indexed reads and one two-row transaction on the thread's
     hot connection, no ORM session (unless the directory snapshot or the general path needs
-    one); the call is committed before Twilio gets its answer."""
+    one); the call is committed before Twilio gets its answer, or journaled."""
     now, form, cfg = _now(), request.form, current_app.config
-    sid, caller, hash_key = form.get("CallSid", ""), form.get("From"), cfg["CALLER_HASH_KEY"]
+    sid, who = _sid("CallSid"), _caller()
     since = now - timedelta(days=cfg["SVI_RETURNING_CALLER_DAYS"])
-    last, version = db.on_hot_connection(lambda conn: (
-        tracking.last_departement(conn, caller_hash(caller, hash_key), call_sid=sid, since=since),
-        directory_cache.read_version(conn)))
+    try:
+        last, version = db.on_hot_connection(lambda conn: (
+            tracking.last_departement(conn, who["caller_hash"], call_sid=sid, since=since),
+            directory_cache.read_version(conn)))
+    except DB_ERRORS:  # routed from the directory this process holds, without the offer
+        log.warning("database unavailable at the first webhook of call %s", sid)
+        last, version = None, None
     result = engine.start(_flow(), _context(now, last, version))
     body = renderer().response(result.actions)
-    log.info("incoming call %s from %s", sid, mask_number(caller))
-    _safely_track("incoming", lambda: record_first_webhook(now, result.track, _flow().start))
+    log.info("incoming call %s from %s", sid, who["caller_masked"])
+    record_first_webhook(now, result.track, _flow().start, who)
     return body
 
 
-def record_first_webhook(now, track: dict, event_step: str) -> None:
-    """Record the call of this first webhook and its event: one transaction on the hot
-    connection, or through the ORM when the CallSid is already stored or the flow said more."""
+def record_first_webhook(now, track: dict, event_step: str, who: dict | None = None) -> None:
+    """Record the call of this first webhook and its event: committed on the hot connection
+    (or through the ORM when the CallSid is already stored or the flow said more), or journaled."""
     form = request.form
-    sid = form.get("CallSid", "")
-    first = dict(caller=form.get("From"), called=form.get("To"), at=now,
-                 hash_key=current_app.config["CALLER_HASH_KEY"], track=track,
-                 event=tracking.event_data(form), event_step=event_step)
-    if not db.on_hot_connection(lambda conn: tracking.record_incoming_call(conn, sid, **first)):
-        tracking.record_first_webhook(db.session(), sid, **first)
+    deliver("first", dict(sid=_sid("CallSid"), called=form.get("To"), at=now, track=track,
+                          event=tracking.event_data(form), event_step=event_step,
+                          **(who or _caller())),
+            hot=recorder.record_first_hot)
+
+
+def _accepted(leg_sid: str | None) -> bool:
+    """The referent accepted this leg: recorded, kept apart, or still in the journal."""
+    journal = journal_of(current_app._get_current_object())
+    if any(e["kind"] == "whisper_result" and e["payload"].get("leg_sid") == leg_sid
+           and e["payload"].get("accepted") for e in journal.pending()):
+        return True
+    try:
+        return recorder.leg_accepted(db.session(), leg_sid)
+    except DB_ERRORS:
+        db.rollback()
+        return False
 
 
 def step_result() -> str:
     """POST /ivr/step: the result of a Gather, Dial or Record of the step named in the URL."""
-    now, form, session = _now(), request.form, db.session()
+    now, form = _now(), request.form
     state = url_state.decode(request.args)
-    accepted = False
-    if form.get("DialCallStatus"):
-        accepted = tracking.leg_accepted(session, form.get("DialCallSid"))
-    inp = engine.Input(digits=form.get("Digits") or None, dial_status=form.get("DialCallStatus"),
+    dial_status = form.get("DialCallStatus")
+    leg_sid = _sid("DialCallSid") or None
+    accepted = _accepted(leg_sid) if dial_status and leg_sid else False
+    inp = engine.Input(digits=form.get("Digits") or None, dial_status=dial_status,
                        dial_accepted=accepted, recording_url=form.get("RecordingUrl"),
                        recording_seconds=_int("RecordingDuration"))
     result = engine.resume(_flow(), state, inp, _context(now))
     body = renderer().response(result.actions)
-
-    def track():
-        call = tracking.get_or_create_call(session, form.get("CallSid", ""), caller=form.get("From"),
-                                           at=now, hash_key=current_app.config["CALLER_HASH_KEY"])
-        tracking.log_event(session, call, "step", at=now, step=state.step,
-                           data=tracking.event_data(form))
-        if form.get("DialCallStatus"):
-            tracking.apply_dial_result(session, call, leg_sid=form.get("DialCallSid"),
-                                       status=form.get("DialCallStatus"),
-                                       duration=_int("DialCallDuration"), at=now)
-        tracking.apply_flow(session, call, result.track, at=now)
-    _safely_track("step", track)
+    dial = (dict(leg_sid=leg_sid, status=dial_status[:20], duration=_int("DialCallDuration"))
+            if dial_status else None)
+    deliver("step", dict(sid=_sid("CallSid"), at=now, step=state.step, dial=dial,
+                         track=result.track, event=tracking.event_data(form), **_caller()))
     return body
 
 
 def whisper() -> str:
     """POST /ivr/whisper: a referent picked up; tell them who calls before connecting."""
-    now, form, session = _now(), request.form, db.session()
-    state, parent = url_state.decode(request.args), _parent_sid()
+    now, form = _now(), request.form
+    state = url_state.decode(request.args)
     result = engine.whisper(_flow(), state, _context(now))
     # The whisper's Gather posts to its own endpoint, not to the caller's flow.
     body = renderer().response(result.actions, result_endpoint="ivr.whisper_result")
-
-    def track():
-        call = tracking.get_or_create_call(session, parent, at=now,
-                                           hash_key=current_app.config["CALLER_HASH_KEY"])
-        tracking.upsert_leg(session, call, form.get("CallSid", ""), number=form.get("To", ""), at=now)
-        tracking.log_event(session, call, "whisper", at=now, step=state.step,
-                           data=tracking.event_data(form))
-    _safely_track("whisper", track)
+    deliver("whisper", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"), number=form.get("To", ""),
+                            at=now, step=state.step, event=tracking.event_data(form)))
     return body
 
 
 def whisper_result() -> str:
-    """POST /ivr/whisper/result: the referent's key; 1 connects, anything else declines."""
-    now, form, session = _now(), request.form, db.session()
-    state, parent = url_state.decode(request.args), _parent_sid()
+    """POST /ivr/whisper/result: the referent's key; 1 connects, anything else declines.
+
+    The acceptance is recorded (or journaled) before the answer: the dial result asks for it.
+    """
+    now, form = _now(), request.form
+    state = url_state.decode(request.args)
     accepted = engine.whisper_accepted(_flow(), state, form.get("Digits"))
-    call = tracking.get_or_create_call(session, parent, at=now,
-                                       hash_key=current_app.config["CALLER_HASH_KEY"])
-    leg = tracking.upsert_leg(session, call, form.get("CallSid", ""), number=form.get("To", ""),
-                              at=now)
-    tracking.log_event(session, call, "whisper", at=now, step="accepted" if accepted else "declined",
-                       data=tracking.event_data(form))
+    deliver("whisper_result", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"),
+                                   number=form.get("To", ""), at=now, accepted=accepted,
+                                   event=tracking.event_data(form)))
     if accepted:
-        # Must be stored before Twilio bridges: the dial result asks for it.
-        tracking.accept_leg(session, leg, at=now)
-        db.commit()
         return renderer().response([])
-    db.commit()
     return renderer().response([Say("whisper_declined", {}), Hangup()])
 
 
 def call_status() -> str:
     """POST /ivr/status: status callback of the inbound call."""
-    now, form, session = _now(), request.form, db.session()
-    at = _event_time(now)
-    call = tracking.get_or_create_call(session, form.get("CallSid", ""), caller=form.get("From"),
-                                       called=form.get("To"), at=at,
-                                       hash_key=current_app.config["CALLER_HASH_KEY"])
-    tracking.log_event(session, call, "status", at=at, data=tracking.event_data(form))
-    tracking.apply_call_status(session, call, status=form.get("CallStatus", ""),
-                               duration=_int("CallDuration"), at=at)
-    db.commit()
+    now, form = _now(), request.form
+    deliver("status", dict(sid=_sid("CallSid"), at=_event_time(now),
+                           status=form.get("CallStatus", "")[:20], duration=_int("CallDuration"),
+                           event=tracking.event_data(form)))
     return renderer().response([])
 
 
 def leg_status() -> str:
     """POST /ivr/leg-status: status callback of a dialled leg."""
-    now, form, session = _now(), request.form, db.session()
-    at = _event_time(now)
-    call = tracking.get_or_create_call(session, _parent_sid(), at=at,
-                                       hash_key=current_app.config["CALLER_HASH_KEY"])
-    leg = tracking.upsert_leg(session, call, form.get("CallSid", ""), number=form.get("To", ""), at=at)
-    tracking.log_event(session, call, "leg-status", at=at, data=tracking.event_data(form))
-    tracking.apply_leg_status(session, leg, status=form.get("CallStatus", ""),
-                              duration=_int("CallDuration"), at=at)
-    db.commit()
+    now, form = _now(), request.form
+    deliver("leg_status", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"),
+                               number=form.get("To", ""), at=_event_time(now),
+                               status=form.get("CallStatus", "")[:20],
+                               duration=_int("CallDuration"), event=tracking.event_data(form)))
     return renderer().response([])
 
 

@@ -176,7 +176,11 @@ def purge_callers(app: Flask) -> Outcome:
     before = now - timedelta(days=app.config["SVI_CALLER_RETENTION_DAYS"])
 
     def work(session: Session) -> str:
-        count = operations.purge_callers(session, before=before)
+        count = 0
+        # One short transaction per batch: calls keep being recorded meanwhile.
+        while batch := operations.purge_callers(session, before=before):
+            count += batch
+            session.commit()
         return f"{count} appel(s) anonymisé(s) (antérieurs au {before.astimezone(PARIS):%d/%m/%Y})"
 
     return run_job(app, PURGE_CALLERS, now.astimezone(PARIS).date().isoformat(), work)

@@ -77,7 +77,7 @@ class Clock:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def app(request, database_urls):
+def app(request, database_urls, tmp_path_factory):
     """The app on a freshly reset database (each backend in turn), directory seeded with demo."""
     url = database_urls(request.param)
     engine = make_engine(url)
@@ -86,7 +86,8 @@ def app(request, database_urls):
     clock = Clock()
     application = create_app({"DATABASE_URL": url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                               "PUBLIC_BASE_URL": PUBLIC_BASE, "SVI_CALLER_ID": "+33806000156",
-                              "SECRET_KEY": "test-secret", "CLOCK": clock})
+                              "SECRET_KEY": "test-secret", "CLOCK": clock,
+                              "JOURNAL_DIR": str(tmp_path_factory.mktemp("journal"))})
     application.config["TEST_CLOCK"] = clock
     with application.app_context():
         seed_departements(core_db.session())
@@ -94,6 +95,9 @@ def app(request, database_urls):
         load_taxonomy(core_db.session())
         core_db.commit()
     yield application
+    journal = application.extensions.get("svi.journal")
+    if journal is not None:  # records journaled by the test: replayed before the next one
+        journal.wait_until_empty(timeout=30)
     core_db.dispose(application)
 
 

@@ -23,7 +23,7 @@ def _count_selects(engine, table):
 
 
 def test_second_call_is_served_from_the_cache(app, twilio):
-    selects = _count_selects(app.extensions["svi.engine"], "lines")
+    selects = _count_selects(app.extensions["svi.voice_engine"], "lines")
     twilio.call(caller="+33612345678", keys=["93"], referents=[Referent("accept")])
     first = len(selects)
     assert first >= 1
@@ -50,6 +50,7 @@ def test_an_edit_in_another_worker_is_seen_by_the_next_call(app, twilio, db):
     t = twilio_other.call(caller="+33612345678", keys=["93"])
     assert "exceptionnellement fermée : inventaire" in heard(t)
     other_worker.extensions["svi.engine"].dispose()
+    other_worker.extensions["svi.voice_engine"].dispose()
 
 
 def test_bulk_delete_and_rollback_are_tracked(app, db):

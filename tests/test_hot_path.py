@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from defusedxml import ElementTree
 from sqlalchemy import select, text
+from sqlalchemy.orm import sessionmaker
 
 from callflows.actions import CallState, Dial, Gather, Say
 from core import db as core_db
@@ -50,17 +51,23 @@ def test_a_retried_first_webhook_keeps_one_call_and_its_first_instant(app, twili
     assert len(db.scalars(select(CallEvent).where(CallEvent.call_id == call.id)).all()) == 2
 
 
-def test_database_down_at_the_first_webhook_gets_an_apology_then_recovers(app, twilio, db):
-    working = app.extensions["svi.engine"]
+def test_database_down_at_the_first_webhook_still_answers_then_records_the_call(app, twilio, db):
+    working = app.extensions["svi.voice_engine"], app.extensions["svi.voice_sessionmaker"]
     core_db.dispose(app)
-    app.extensions["svi.engine"] = make_engine(
-        "postgresql+psycopg://nobody@/nowhere?host=/nonexistent&connect_timeout=1")
+    broken = make_engine("postgresql+psycopg://nobody@/nowhere?host=/nonexistent&connect_timeout=1")
+    app.extensions["svi.voice_engine"] = broken
+    app.extensions["svi.voice_sessionmaker"] = sessionmaker(broken)
     t = Transcript(call_sid=new_sid())
     status, body = twilio.post(t, VOICE, _params(t.call_sid))
+    # The welcome and the question need no database: the caller does not notice.
     assert status == 200
-    assert [el.tag for el in ElementTree.fromstring(body)] == ["Say", "Hangup"]
-    assert "difficulté technique" in body
-    app.extensions["svi.engine"] = working
+    assert [el.tag for el in ElementTree.fromstring(body)] == ["Say", "Gather", "Redirect"]
+    assert "difficulté technique" not in body
+    journal = app.extensions["svi.journal"]
+    assert [e["kind"] for e in journal.pending()] == ["first"]
+    app.extensions["svi.voice_engine"], app.extensions["svi.voice_sessionmaker"] = working
+    assert journal.wait_until_empty(timeout=20)  # replayed once the database answers
+    assert call_record(db, t.call_sid).step == "departement"
     again = twilio.call(caller="+33612345678", keys=["75"], referents=[Referent("accept")])
     assert again.dialled and call_record(db, again.call_sid).departement_code == "75"
 

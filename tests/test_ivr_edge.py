@@ -67,7 +67,7 @@ def test_database_failure_mid_call_still_answers_valid_twiml(app, twilio, db):
     gather_action = ElementTree.fromstring(first).find("Gather").get("action")
 
     broken = make_engine("postgresql+psycopg://nobody@/nowhere?host=/nonexistent&connect_timeout=1")
-    app.extensions["svi.sessionmaker"] = sessionmaker(broken)
+    app.extensions["svi.voice_sessionmaker"] = sessionmaker(broken)
     status, body = twilio.post(t, gather_action, _params(t.call_sid, Digits="93"))
     assert status == 200
     assert _verbs(body) == ["Say", "Hangup"]
@@ -163,11 +163,31 @@ def test_wait_of_a_caller_who_hangs_up_while_it_rings_ignores_callback_order(
     assert (call.outcome, call.wait_seconds) == (Outcome.hung_up_ringing, 13 * 60)
 
 
-def test_status_callback_for_an_unknown_call_creates_its_record(app, twilio, db):
+def test_callbacks_for_a_call_never_answered_create_no_call(app, twilio, db):
+    """Phantom calls: status, leg-status and whisper callbacks of an unknown CallSid are kept
+    apart, never counted; if the call's first webhook turns up later, they are applied to it."""
+    from sqlalchemy import func, select as sa_select
+    from tracking.models import Call, UnmatchedCallback
     t = Transcript(call_sid=new_sid())
-    twilio.post(t, f"{PUBLIC_BASE}/ivr/status", _status(t.call_sid, "completed", 2, duration=4))
+    leg = new_sid()
+    assert twilio.post(t, f"{PUBLIC_BASE}/ivr/status", _status(t.call_sid, "completed", 2,
+                                                                duration=4))[0] == 200
+    assert twilio.post(t, f"{PUBLIC_BASE}/ivr/leg-status?s=dial&d=75&c={t.call_sid}",
+                       _params(leg, CallStatus="ringing"))[0] == 200
+    whisper = f"{PUBLIC_BASE}/ivr/whisper?s=dial&d=75&c={t.call_sid}"
+    status, body = twilio.post(t, whisper, _params(leg, CallStatus="in-progress"))
+    assert status == 200 and "Gather" in body
+    assert db.scalar(sa_select(func.count()).select_from(Call)) == 0
+    assert db.scalar(sa_select(func.count()).select_from(UnmatchedCallback)) == 3
+
+    # The first webhook arrives late (it was journaled elsewhere): everything lands on the call.
+    clock_now = app.config["CLOCK"]()
+    twilio.post(t, VOICE, _params(t.call_sid, CallStatus="ringing",
+                                  Timestamp=clock_now.strftime("%a, %d %b %Y %H:%M:%S +0000")))
     call = call_record(db, t.call_sid)
-    assert call.outcome is Outcome.abandoned and call.caller_masked == "+336••••••78"
+    assert call.status == "completed" and call.outcome is Outcome.abandoned
+    assert call.outcome_inferred and [l.status for l in call.legs] == ["ringing"]
+    assert db.scalar(sa_select(func.count()).select_from(UnmatchedCallback)) == 0
 
 
 def test_every_answer_is_text_xml(app, twilio):

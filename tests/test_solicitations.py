@@ -141,7 +141,7 @@ def test_later_steps_of_a_call_do_not_touch_its_solicitation(app, twilio):
     from sqlalchemy import event
     selects = []
 
-    @event.listens_for(app.extensions["svi.engine"], "before_cursor_execute")
+    @event.listens_for(app.extensions["svi.voice_engine"], "before_cursor_execute")
     def _count(conn, cursor, statement, *args):
         if statement.lstrip().upper().startswith("SELECT") and "FROM solicitations" in statement:
             selects.append(statement)

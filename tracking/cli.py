@@ -187,6 +187,11 @@ def init_app(app: Flask) -> None:
         """Efface l'empreinte et le numéro masqué des appelants au-delà de la durée de conservation."""
         days = days if days is not None else current_app.config["SVI_CALLER_RETENTION_DAYS"]
         before = current_app.config["CLOCK"]() - timedelta(days=days)
-        with db.transaction() as session:
-            count = operations.purge_callers(session, before=before)
+        count = 0
+        while True:  # one short transaction per batch: calls keep being recorded meanwhile
+            with db.transaction() as session:
+                batch = operations.purge_callers(session, before=before)
+            if not batch:
+                break
+            count += batch
         click.echo(f"{count} appel(s) anonymisé(s) (antérieurs au {before:%d/%m/%Y})")

@@ -6,6 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -45,10 +46,10 @@ class Call(Base):
     call_sid: Mapped[str] = mapped_column(String(64), unique=True)
     #: HMAC of the caller number (None when hidden): links a returning caller, reveals nothing.
     caller_hash: Mapped[str | None] = mapped_column(String(64))
-    #: "+336••••••78" or "masqué", for display.
+    #: "+336••••••78" or "masqué", for display (at most 16 characters: see core.privacy).
     caller_masked: Mapped[str] = mapped_column(String(32))
-    #: Number dialled by the caller (the national number).
-    called_number: Mapped[str] = mapped_column(String(32), default="")
+    #: Number dialled by the caller (the national number; a SIP address is cut to the column).
+    called_number: Mapped[str] = mapped_column(String(64), default="")
     #: Twilio status: ringing → in-progress → completed (or busy, failed, no-answer, canceled).
     status: Mapped[str] = mapped_column(String(20), default="in-progress")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -59,6 +60,9 @@ class Call(Base):
     #: Thématique chosen in the motif menu (its key in the flow definition).
     motif: Mapped[str | None] = mapped_column(String(60))
     outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
+    #: True when nobody stated the outcome: inferred at hang-up from how far the call went,
+    #: and replaced by any outcome the flow states, whenever its webhook arrives.
+    outcome_inferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     #: outside_hours | holiday | closure, when the outcome is out_of_hours.
     closed_reason: Mapped[str | None] = mapped_column(String(20))
     #: Last flow step reached: tells an abandon in the menu from a hang-up while ringing.
@@ -67,8 +71,10 @@ class Call(Base):
     wait_seconds: Mapped[int | None] = mapped_column(Integer)
     #: Seconds talking with the referent.
     talk_seconds: Mapped[int | None] = mapped_column(Integer)
-    answered_number: Mapped[str | None] = mapped_column(String(20))
+    answered_number: Mapped[str | None] = mapped_column(String(32))
     dial_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the last <Dial> reported its result: the end of the wait when nobody answered.
+    dial_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recording_url: Mapped[str | None] = mapped_column(String(300))
     recording_seconds: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -93,7 +99,7 @@ class CallLeg(Base):
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     #: Child CallSid; unique so that repeated callbacks land on the same row.
     leg_sid: Mapped[str] = mapped_column(String(64), unique=True)
-    number: Mapped[str] = mapped_column(String(20))
+    number: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(20), default="initiated")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Set when the referent pressed 1 on the whisper: the only proof a person answered.
@@ -116,6 +122,35 @@ class CallEvent(Base):
     kind: Mapped[str] = mapped_column(String(20))
     step: Mapped[str | None] = mapped_column(String(40))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class UnmatchedCallback(Base):
+    """A callback for a CallSid with no call yet: kept apart, never counted.
+
+    Twilio only calls back for calls the service answered, so such a callback either belongs to
+    a call whose first webhook is still in a journal (the database was unavailable), or it is
+    bogus. It is applied when the call appears, and erased with the callers' data otherwise.
+    """
+
+    __tablename__ = "unmatched_callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), index=True)
+    #: The tracking record's kind ("status", "leg_status", "whisper", "whisper_result").
+    kind: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The record as delivered (numbers already masked).
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class JournalReplay(Base):
+    """A journal entry already applied: a replay interrupted after its commit skips it."""
+
+    __tablename__ = "journal_replays"
+
+    #: The entry's random id (hex).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Channel(enum.Enum):

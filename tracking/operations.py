@@ -1,8 +1,11 @@
-"""Recording calls. Every function only flushes: the webhook edge commits.
+"""Recording calls. Every function only flushes: the webhook edge (or the journal replay) commits.
 
 Twilio may send a callback twice, late, or out of order: each function is written so that the
-final record is the same whatever the order (statuses only move forward, first values stick,
-an inferred outcome never overrides one the flow stated).
+final record is the same whatever the order. Statuses only move forward; of two instants the
+earliest start and end are kept; of two outcomes the flow stated, a fixed precedence decides;
+what depends on several facts (an outcome inferred at hang-up, the waiting time) is derived
+from all the facts known (`_settle`), never from the order they came in. A finished call's
+step, département and motif no longer change: replayed early webhooks cannot rewind it.
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.db import Base, RawConnection, RawStatement, UTCDateTime
-from core.privacy import caller_hash, mask_number
+from core.privacy import mask_number
 from tracking import solicitations
-from tracking.models import STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome
+from tracking.models import (STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome,
+                             UnmatchedCallback)
 
 #: Steps during which a hang-up means "hung up while it rang", not "abandoned in the menu".
 DIAL_STEPS = {"dial"}
@@ -26,11 +30,20 @@ EVENT_FIELDS = ("CallStatus", "Digits", "DialCallStatus", "DialCallDuration", "D
                 "CallDuration", "SequenceNumber", "Timestamp", "RecordingDuration",
                 "AnsweredBy", "ErrorCode")
 NUMBER_FIELDS = ("From", "To", "Caller", "Called")
+#: Longest value kept of an event field: whatever is posted, an event stays small.
+EVENT_VALUE_MAX = 120
+#: Outcome precedence: the flow may state several outcomes over a call (nobody answered, then a
+#: voicemail), and webhooks may come late or twice; the highest one stands, whatever the order.
+#: A technical failure only stands when nothing more telling is known.
+OUTCOME_RANK = {Outcome.error: 1, Outcome.invalid_departement: 2, Outcome.no_answer: 2,
+                Outcome.hung_up_ringing: 2, Outcome.abandoned: 2, Outcome.voicemail: 3,
+                Outcome.out_of_hours: 4, Outcome.no_phone_assistance: 4, Outcome.answered: 5}
+_OUTCOME_ORDER = {outcome: i for i, outcome in enumerate(Outcome)}
 
 
 def event_data(form: dict) -> dict:
-    """The part of a webhook worth keeping, with phone numbers masked."""
-    data = {k: form[k] for k in EVENT_FIELDS if k in form}
+    """The part of a webhook worth keeping, with phone numbers masked and values bounded."""
+    data = {k: str(form[k])[:EVENT_VALUE_MAX] for k in EVENT_FIELDS if k in form}
     data.update({k: mask_number(form[k]) for k in NUMBER_FIELDS if k in form})
     return data
 
@@ -39,12 +52,11 @@ def _advance(current: str | None, new: str) -> bool:
     return STATUS_ORDER.get(new, -1) > STATUS_ORDER.get(current or "", -1)
 
 
-def _new_call(call_sid: str, caller: str | None, called: str | None, at: datetime,
-              hash_key: str) -> dict:
-    return dict(call_sid=call_sid, started_at=at, status="in-progress",
-                caller_hash=caller_hash(caller, hash_key),
-                caller_masked=mask_number(caller) if caller is not None else "inconnu",
-                called_number=called or "", updated_at=at)
+def _new_call(call_sid: str, caller_hash: str | None, caller_masked: str, called: str | None,
+              at: datetime) -> dict:
+    return dict(call_sid=call_sid, started_at=at, status="in-progress", caller_hash=caller_hash,
+                caller_masked=caller_masked or "inconnu", called_number=(called or "")[:64],
+                updated_at=at, outcome_inferred=False)
 
 
 @lru_cache(maxsize=8)
@@ -61,18 +73,27 @@ def _insert_if_new(db: Session, values: dict, table=Call.__table__, key: str = "
     return conn.execute(_insert_if_absent(conn.dialect.name, table.name, key), values).scalar()
 
 
-def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
-                       called: str | None = None, at: datetime, hash_key: str) -> Call:
-    """The call for a CallSid, created on first sight (a retried webhook finds the same row)."""
+def find_call(db: Session, call_sid: str) -> Call | None:
+    """The call of a CallSid, if the service answered it."""
+    return db.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+
+
+def get_or_create_call(db: Session, call_sid: str, *, caller_hash: str | None = None,
+                       caller_masked: str | None = None, called: str | None = None,
+                       at: datetime) -> Call:
+    """The call for a CallSid, created on first sight (a retried webhook finds the same row).
+
+    Only for webhooks of the caller's own flow (its first request and the action URLs the
+    service gave): they prove the service answered the call. Callbacks use `find_call`.
+    """
     if not call_sid:
         raise ValueError("webhook without CallSid")
-    query = select(Call).where(Call.call_sid == call_sid)
-    call = db.scalars(query).one_or_none()
+    call = find_call(db, call_sid)
     if call is None:
-        _insert_if_new(db, _new_call(call_sid, caller, called, at, hash_key))
-        return db.scalars(query).one()
-    if caller is not None and call.caller_hash is None and call.caller_masked == "inconnu":
-        call.caller_hash, call.caller_masked = caller_hash(caller, hash_key), mask_number(caller)
+        _insert_if_new(db, _new_call(call_sid, caller_hash, caller_masked or "inconnu", called, at))
+        return find_call(db, call_sid)
+    if caller_masked is not None and call.caller_hash is None and call.caller_masked == "inconnu":
+        call.caller_hash, call.caller_masked = caller_hash, caller_masked
     return call
 
 
@@ -80,8 +101,8 @@ def get_or_create_call(db: Session, call_sid: str, *, caller: str | None = None,
 _FIRST_FACTS = {"step", "departement", "motif"}
 
 
-def record_incoming_call(conn: RawConnection, call_sid: str, *, caller: str | None,
-                         called: str | None, at: datetime, hash_key: str, track: dict,
+def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str | None,
+                         caller_masked: str, called: str | None, at: datetime, track: dict,
                          event: dict, event_step: str) -> bool:
     """First webhook of a call: the call with its first facts and the event, committed together.
 
@@ -94,10 +115,12 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller: str | No
         raise ValueError("webhook without CallSid")
     if set(track) - _FIRST_FACTS:
         return False
-    values = _new_call(call_sid, caller, called, at, hash_key)
+    values = _new_call(call_sid, caller_hash, caller_masked, called, at)
     values.update(step=track.get("step"), departement_code=track.get("departement"),
                   motif=track.get("motif"))
     with conn.transaction():
+        if _RAW_UNMATCHED.scalar(conn, dict(call_sid=call_sid)) is not None:
+            return False  # callbacks came first (its record was journaled): the ORM adopts them
         call_id = _RAW_INSERT_CALL.scalar(conn, values)
         if call_id is None:
             return False
@@ -106,22 +129,26 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller: str | No
     return True
 
 
-def record_first_webhook(db: Session, call_sid: str, *, caller: str | None, called: str | None,
-                         at: datetime, hash_key: str, track: dict, event: dict,
-                         event_step: str) -> None:
+def record_first_webhook(db: Session, call_sid: str, *, caller_hash: str | None,
+                         caller_masked: str, called: str | None, at: datetime, track: dict,
+                         event: dict, event_step: str) -> Call:
     """First webhook of a call through the ORM (see `record_incoming_call`); the edge commits.
 
     Gives the same final record whatever the order: the earliest instant is the call's start."""
-    call = get_or_create_call(db, call_sid, caller=caller, called=called, at=at, hash_key=hash_key)
+    call = get_or_create_call(db, call_sid, caller_hash=caller_hash, caller_masked=caller_masked,
+                              called=called, at=at)
     call.started_at = min(call.started_at, at)
     apply_flow(db, call, track, at=at)
     log_event(db, call, "step", at=at, step=event_step, data=event)
+    return call
 
 
 _RAW_INSERT_CALL = RawStatement(lambda dialect: _insert_if_absent(dialect, "calls", "call_sid").values(
     {name: bindparam(name) for name in ("call_sid", "started_at", "status", "caller_hash",
                                         "caller_masked", "called_number", "updated_at", "step",
-                                        "departement_code", "motif")}))
+                                        "departement_code", "motif", "outcome_inferred")}))
+_RAW_UNMATCHED = RawStatement(select(UnmatchedCallback.id)
+                              .where(UnmatchedCallback.call_sid == bindparam("call_sid")).limit(1))
 _RAW_INSERT_EVENT = RawStatement(CallEvent.__table__.insert().values(
     {name: bindparam(name) for name in ("call_id", "kind", "step", "at", "data")}))
 _LAST_DEPARTEMENT = RawStatement(
@@ -148,61 +175,85 @@ def log_event(db: Session, call: Call, kind: str, *, at: datetime, step: str | N
     db.add(CallEvent(call_id=call.id, kind=kind, step=step, at=at, data=data or {}))
 
 
+def state_outcome(call: Call, outcome: Outcome) -> None:
+    """The flow (or the edge, for a technical failure) states an outcome: precedence decides."""
+    current = call.outcome
+    if (current is None or call.outcome_inferred
+            or (OUTCOME_RANK[outcome], -_OUTCOME_ORDER[outcome])
+            > (OUTCOME_RANK[current], -_OUTCOME_ORDER[current])):
+        call.outcome, call.outcome_inferred = outcome, False
+
+
+def _settle(call: Call) -> None:
+    """Derive what several facts decide together, so that their order does not matter.
+
+    An outcome nobody stated is inferred once the call has ended: hung up while it rang if a
+    line was dialled, abandoned in the menu otherwise. When nobody answered, the wait runs from
+    the first ring to the end of the last <Dial> or to the hang-up, whichever came first (a
+    Dial's result may be posted a few seconds after the caller hung up).
+    """
+    if call.ended_at is not None and (call.outcome is None or call.outcome_inferred):
+        call.outcome = Outcome.hung_up_ringing if call.dial_started_at else Outcome.abandoned
+        call.outcome_inferred = True
+    if call.dial_started_at is not None and call.outcome is not Outcome.answered:
+        ends = [end for end in (call.dial_ended_at, call.ended_at) if end is not None]
+        if ends:
+            call.wait_seconds = _seconds(min(ends) - call.dial_started_at)
+
+
 def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
     """Copy what the flow engine reported (step, département, motif, outcome…) onto the call."""
-    if track.get("step"):
-        call.step = track["step"]
-    # The engine repeats the département on every step: only a change concerns the solicitation.
-    routed_anew = ((track.get("departement") or call.departement_code) != call.departement_code
-                   or (track.get("motif") or call.motif) != call.motif)
-    if track.get("departement"):
-        call.departement_code = track["departement"]
-    if track.get("motif"):
-        call.motif = track["motif"]
-    if track.get("dialing") and call.dial_started_at is None:
-        call.dial_started_at = at
-    if track.get("closed_reason"):
+    finished = call.ended_at is not None
+    before = (call.departement_code, call.motif)
+    for fact, column in (("step", "step"), ("departement", "departement_code"), ("motif", "motif")):
+        # A finished call only gains facts: a late or replayed webhook cannot move it back.
+        if track.get(fact) and not (finished and getattr(call, column)):
+            setattr(call, column, track[fact])
+    if track.get("dialing"):
+        call.dial_started_at = min(filter(None, (call.dial_started_at, at)))
+    if track.get("closed_reason") and call.closed_reason is None:
         call.closed_reason = track["closed_reason"]
     if track.get("outcome"):
-        call.outcome = Outcome[track["outcome"]]
-        if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
-            # The wait ended when the caller hung up: the call's end once its status came.
-            call.wait_seconds = _seconds((call.ended_at or at) - call.dial_started_at)
-        elif call.outcome is Outcome.no_answer and call.dial_started_at:
-            call.wait_seconds = call.wait_seconds or _seconds(at - call.dial_started_at)
+        state_outcome(call, Outcome[track["outcome"]])
     if track.get("recording_url"):
         record_voicemail(db, call, track["recording_url"], track.get("recording_seconds"))
+    _settle(call)
     db.flush()
-    if routed_anew:
+    if (call.departement_code, call.motif) != before:
         solicitations.sync_call(db, call)
 
 
 def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> None:
     """A voicemail was left: nobody-answered calls become voicemail calls."""
-    call.recording_url, call.recording_seconds = url, seconds
-    if call.outcome in (None, Outcome.no_answer, Outcome.hung_up_ringing):
-        call.outcome = Outcome.voicemail
+    if call.recording_url is None:
+        call.recording_url, call.recording_seconds = url[:300], seconds
+    state_outcome(call, Outcome.voicemail)
+
+
+def find_leg(db: Session, leg_sid: str) -> CallLeg | None:
+    """The dialled leg with this CallSid, if known."""
+    return db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).one_or_none()
 
 
 def upsert_leg(db: Session, call: Call, leg_sid: str, *, number: str, at: datetime) -> CallLeg:
     """The dialled leg with this CallSid, created on first sight."""
     if not leg_sid:
         raise ValueError("leg webhook without CallSid")
-    query = select(CallLeg).where(CallLeg.leg_sid == leg_sid)
-    leg = db.scalars(query).one_or_none()
+    number = (number or "")[:32]
+    leg = find_leg(db, leg_sid)
     if leg is None:
-        _insert_if_new(db, dict(call_id=call.id, leg_sid=leg_sid, number=number or "",
+        _insert_if_new(db, dict(call_id=call.id, leg_sid=leg_sid, number=number,
                                 status="initiated", started_at=at), CallLeg.__table__, "leg_sid")
-        leg = db.scalars(query).one()
+        leg = find_leg(db, leg_sid)
     elif number and not leg.number:
         leg.number = number
+    leg.started_at = min(leg.started_at, at)
     return leg
 
 
 def accept_leg(db: Session, leg: CallLeg, *, at: datetime) -> None:
     """The referent pressed the accept key on the whisper."""
-    if leg.accepted_at is None:
-        leg.accepted_at = at
+    leg.accepted_at = min(filter(None, (leg.accepted_at, at)))
     db.flush()
 
 
@@ -215,21 +266,24 @@ def leg_accepted(db: Session, leg_sid: str | None) -> bool:
 
 def apply_dial_result(db: Session, call: Call, *, leg_sid: str | None, status: str | None,
                       duration: int | None, at: datetime) -> None:
-    """After <Dial>: note who answered and how long they talked."""
-    leg = db.scalars(select(CallLeg).where(CallLeg.leg_sid == leg_sid)).first() if leg_sid else None
+    """After <Dial>: note when it ended, who answered and how long they talked."""
+    call.dial_ended_at = max(filter(None, (call.dial_ended_at, at)))
+    leg = find_leg(db, leg_sid) if leg_sid else None
     if leg is None or leg.accepted_at is None or status != "completed":
+        _settle(call)
+        db.flush()
         return
     call.answered_number = leg.number
     call.talk_seconds = duration if duration is not None else call.talk_seconds
     if call.dial_started_at:
         call.wait_seconds = _seconds(leg.accepted_at - call.dial_started_at)
-    if leg.duration_seconds is None:
-        leg.duration_seconds = duration
+    if duration is not None:
+        leg.duration_seconds = max(leg.duration_seconds or 0, duration)
     db.flush()
 
 
 def _apply_status(record: Call | CallLeg, status: str, duration: int | None, at: datetime) -> bool:
-    """Move a call or leg forward in its lifecycle; first end time and duration stick.
+    """Move a call or leg forward in its lifecycle; the earliest end and longest duration stick.
 
     Returns True when `status` is terminal.
     """
@@ -237,22 +291,17 @@ def _apply_status(record: Call | CallLeg, status: str, duration: int | None, at:
         record.status = status
     if status not in TERMINAL:
         return False
-    if record.ended_at is None:
-        record.ended_at = at
-    if duration is not None and record.duration_seconds is None:
-        record.duration_seconds = duration
+    record.ended_at = min(filter(None, (record.ended_at, at)))
+    if duration is not None:
+        record.duration_seconds = max(record.duration_seconds or 0, duration)
     return True
 
 
 def apply_call_status(db: Session, call: Call, *, status: str, duration: int | None,
                       at: datetime) -> None:
     """Status callback of the inbound call: idempotent and order-independent."""
-    if _apply_status(call, status, duration, at):
-        if call.outcome is None:  # the flow never stated one: the caller left before the end
-            call.outcome = Outcome.hung_up_ringing if call.step in DIAL_STEPS else Outcome.abandoned
-        if call.outcome is Outcome.hung_up_ringing and call.dial_started_at:
-            # Whichever came first, the Dial's result or this callback, the wait ends here.
-            call.wait_seconds = _seconds(call.ended_at - call.dial_started_at)
+    _apply_status(call, status, duration, at)
+    _settle(call)
     db.flush()
 
 
@@ -267,16 +316,23 @@ def _seconds(delta: timedelta) -> int:
     return max(0, round(delta.total_seconds()))
 
 
-def purge_callers(db: Session, *, before: datetime) -> int:
-    """Forget who called before `before`: hash and masked number are erased; counts remain."""
+#: Calls anonymised per transaction: a purge never holds the write lock for long.
+PURGE_BATCH = 500
+
+
+def purge_callers(db: Session, *, before: datetime, batch: int = PURGE_BATCH) -> int:
+    """Forget who called before `before`, one batch: hash and masked number are erased, events
+    emptied, unmatched callbacks deleted; counts remain. Returns how many calls were purged:
+    the edge commits and calls again until 0, so that each transaction stays short."""
     ids = db.scalars(select(Call.id).where(
         Call.started_at < before,
-        Call.caller_hash.is_not(None) | (Call.caller_masked != "purgé"))).all()
-    for chunk in range(0, len(ids), 500):
-        batch = ids[chunk:chunk + 500]
-        db.execute(update(Call).where(Call.id.in_(batch)).values(caller_hash=None, caller_masked="purgé")
+        Call.caller_hash.is_not(None) | (Call.caller_masked != "purgé")).limit(batch)).all()
+    if ids:
+        db.execute(update(Call).where(Call.id.in_(ids)).values(caller_hash=None, caller_masked="purgé")
                    .execution_options(synchronize_session=False))
-        db.execute(update(CallEvent).where(CallEvent.call_id.in_(batch)).values(data={}, kind="purged")
+        db.execute(update(CallEvent).where(CallEvent.call_id.in_(ids)).values(data={}, kind="purged")
                    .execution_options(synchronize_session=False))
+    db.execute(delete(UnmatchedCallback).where(UnmatchedCallback.received_at < before)
+               .execution_options(synchronize_session=False))
     db.flush()
     return len(ids)
