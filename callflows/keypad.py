@@ -15,7 +15,7 @@ def parse_departement(digits: str | None) -> str | None:
     a leading zero on three digits is tolerated ("093" is 93, "020" is 20).
     """
     d = (digits or "").strip()
-    if not d.isdigit():
+    if not (d.isascii() and d.isdigit()):  # "²" or "٣" pass isdigit() alone
         return None
     if len(d) == 3 and d.startswith("0"):
         d = d[1:]

@@ -81,6 +81,7 @@ def make_engine(url: str, *, lock_wait: float = LOCK_WAIT) -> Engine:
     timeout, both `lock_wait` seconds."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": lock_wait})
+        voice = lock_wait < LOCK_WAIT
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -89,6 +90,16 @@ def make_engine(url: str, *, lock_wait: float = LOCK_WAIT) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            if voice:  # transactions begun by SQLAlchemy (below), not by the driver
+                dbapi_conn.isolation_level = None
+
+        if voice:
+            @event.listens_for(engine, "begin")
+            def _begin(conn):
+                # A write transaction takes the write lock first, waiting `lock_wait` for it:
+                # a deferred one that read first could fail at once on its first write.
+                immediate = conn.get_execution_options().get("sqlite_immediate")
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     options = {}
@@ -128,6 +139,14 @@ def session() -> Session:
         maker = "svi.voice_sessionmaker" if g.get("db_voice") else "svi.sessionmaker"
         g.db_session = current_app.extensions[maker]()
     return g.db_session
+
+
+def write_session() -> Session:
+    """A session of its own for a webhook's tracking write, on the voice engine: on SQLite its
+    transaction waits for the write lock from the start (at most VOICE_LOCK_WAIT)."""
+    voice = current_app.extensions["svi.voice_sessionmaker"]()
+    voice.connection(execution_options={"sqlite_immediate": True})
+    return voice
 
 
 def use_voice_engine() -> None:
@@ -208,7 +227,8 @@ class RawConnection:
     def transaction(self):
         """Statements inside are committed together, or not at all."""
         cursor = self.dbapi.cursor()
-        cursor.execute("BEGIN")
+        # SQLite: take the write lock now, within the busy timeout, rather than fail on upgrade.
+        cursor.execute("BEGIN IMMEDIATE" if self.dialect.name == "sqlite" else "BEGIN")
         try:
             yield self
         except BaseException:

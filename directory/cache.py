@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
-from core.db import RawConnection, RawStatement
+from core.db import DB_UNAVAILABLE, RawConnection, RawStatement
 from directory import models
 from directory.operations import snapshot
 from directory.schedule import DepartementView
@@ -52,7 +52,14 @@ class DirectoryCache:
 
         def get(code: str) -> DepartementView | None:
             if not known:
-                known.append(current_version(session()))
+                try:
+                    known.append(current_version(session()))
+                except DB_UNAVAILABLE:
+                    if self._version is None:
+                        raise
+                    # The database does not answer: route from the directory this process holds.
+                    session().rollback()
+                    known.append(self._version)
             if known[0] != self._version:
                 self._version, self._views = known[0], {}
             views = self._views

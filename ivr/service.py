@@ -157,8 +157,10 @@ def deliver(kind: str, payload: dict, *, hot=None) -> None:
         return
     try:
         if hot is None or not db.on_hot_connection(lambda conn: hot(conn, payload)):
-            recorder.apply(db.session(), kind, payload)
-            db.commit()
+            db.commit()  # the request's reads end here; the write has a session of its own
+            with db.write_session() as session:
+                recorder.apply(session, kind, payload)
+                session.commit()
     except DB_ERRORS:
         db.rollback()
         log.warning("database unavailable: %s record of call %s journaled", kind,

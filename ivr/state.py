@@ -11,6 +11,7 @@ from callflows.actions import CallState
 _CODE = re.compile(r"^(0[1-9]|[1-8]\d|9[0-5]|2A|2B|97[1-46])$")
 _STEP = re.compile(r"^[a-z_]{1,40}$")
 _MOTIF = re.compile(r"^[a-z_]{0,40}$")
+_NUMBER = re.compile(r"^[0-9]{1,3}$")
 #: Naive simulated instants are read in metropolitan time.
 DEFAULT_TZ = ZoneInfo("Europe/Paris")
 
@@ -37,7 +38,7 @@ def decode(args) -> CallState:
     """The state carried by request.args; BadState when malformed."""
     step, attempts = args.get("s", ""), args.get("a", "0")
     dept, motif, line = args.get("d") or None, args.get("m") or "", args.get("l", "0")
-    if not _STEP.match(step) or not attempts.isdigit() or not line.isdigit():
+    if not _STEP.match(step) or not _NUMBER.match(attempts) or not _NUMBER.match(line):
         raise BadState(f"état d'appel illisible : {dict(args)!r}")
     if dept is not None and not _CODE.match(dept):
         raise BadState(f"département illisible dans l'URL : {dept!r}")

@@ -11,6 +11,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
@@ -42,6 +43,10 @@ def build_scheduler(app: Flask, now: datetime | None = None) -> BlockingSchedule
         args=[app], id=jobs.PURGE_CALLERS, name="Anonymisation des appelants",
         # Tomorrow's run catches up anyway: no need to run a purge hours late.
         misfire_grace_time=3600, **once)
+    scheduler.add_job(
+        jobs.replay_journals, IntervalTrigger(minutes=1), args=[app], id=jobs.REPLAY_JOURNALS,
+        name="Rejeu des journaux d'appels", next_run_time=datetime.now(jobs.PARIS),
+        misfire_grace_time=None, **once)
     now = (now or app.config["CLOCK"]()).astimezone(jobs.PARIS)
     quarter_start = now.replace(month=3 * ((now.month - 1) // 3) + 1, day=1, hour=0, minute=0,
                                 second=0, microsecond=0)

@@ -186,5 +186,27 @@ def purge_callers(app: Flask) -> Outcome:
     return run_job(app, PURGE_CALLERS, now.astimezone(PARIS).date().isoformat(), work)
 
 
+# --- journals of dead processes ---------------------------------------------------------------
+
+REPLAY_JOURNALS = "replay-journals"
+
+
+def replay_journals(app: Flask) -> int:
+    """Replay the call journals left by processes that are gone (every minute).
+
+    Needs no once-per-period lock: a live process's journal is flock-ed, and every entry is
+    applied at most once (`journal_replays`), whoever replays it.
+    """
+    from tracking.journal import replay_orphans
+    try:
+        count = replay_orphans(app.config["JOURNAL_DIR"], app.extensions["svi.sessionmaker"])
+    except Exception:
+        log.exception("rejeu des journaux d'appels impossible pour l'instant")
+        return 0
+    if count:
+        log.info("%d enregistrement(s) d'appel rejoué(s) depuis les journaux", count)
+    return count
+
+
 #: Jobs by name, for `flask scheduler run-job NAME`.
 JOBS = {QUARTERLY_WORKBOOKS: quarterly_workbooks, PURGE_CALLERS: purge_callers}

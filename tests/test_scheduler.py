@@ -421,7 +421,10 @@ def test_scheduler_jobs_and_triggers(tmp_path):
     scheduler = scheduler_cli.build_scheduler(application, now)
     assert str(scheduler.timezone) == "Europe/Paris"
     found = {job.id: job for job in scheduler.get_jobs()}
-    assert set(found) == {"quarterly-workbooks", "purge-callers"}
+    assert set(found) == {"quarterly-workbooks", "purge-callers", "replay-journals"}
+    replay = found["replay-journals"]
+    assert replay.func is jobs.replay_journals and replay.trigger.interval.total_seconds() == 60
+    assert (replay.max_instances, replay.coalesce) == (1, True)
 
     quarterly = found["quarterly-workbooks"]
     assert quarterly.func is jobs.quarterly_workbooks and quarterly.args == (application,)

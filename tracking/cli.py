@@ -195,3 +195,11 @@ def init_app(app: Flask) -> None:
                 break
             count += batch
         click.echo(f"{count} appel(s) anonymisé(s) (antérieurs au {before:%d/%m/%Y})")
+
+    @tracking_group.command("replay-journal")
+    def replay_journal():
+        """Rejoue les appels journalisés par des processus arrêtés quand la base ne répondait pas."""
+        from tracking.journal import replay_orphans
+        app = current_app._get_current_object()
+        count = replay_orphans(app.config["JOURNAL_DIR"], app.extensions["svi.sessionmaker"])
+        click.echo(f"{count} enregistrement(s) rejoué(s)")

@@ -26,6 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -38,6 +39,8 @@ log = logging.getLogger("svi.journal")
 #: Seconds between two replay attempts while the database refuses, at most.
 MAX_BACKOFF = 5.0
 DB_ERRORS = DB_UNAVAILABLE
+#: Entries replayed per transaction.
+REPLAY_BATCH = 100
 
 
 def _json_default(value):
@@ -114,26 +117,36 @@ class Journal:
 
     def replay_pending(self) -> bool:
         """Apply waiting entries in order until none is left (False) or the database fails
-        (raises); True when entries are still waiting."""
+        (raises). Entries go by batches of REPLAY_BATCH, one transaction each; a batch that
+        fails otherwise is retried one entry at a time, and an entry no replay can apply is set
+        aside (`rejected.jsonl`) rather than block the others."""
         while True:
             with self._lock:
                 if not self.has_pending():
                     self._truncate()
                     return False
-                entry = self._pending[0]
+                batch = [self._pending[i] for i in range(min(REPLAY_BATCH, len(self._pending)))]
             try:
-                apply_entry(self.sessions, entry)
+                apply_entries(self.sessions, batch)
             except DB_ERRORS:
                 raise  # the database still refuses: try again later, in the same order
-            except Exception:  # a record no replay can apply: set aside, never blocks the rest
-                log.exception("journal : enregistrement %s impossible à appliquer, mis de côté "
-                              "dans %s", entry["id"], self.folder / "rejected.jsonl")
-                with open(self.folder / "rejected.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            except Exception:
+                batch = batch[:1]
+                try:
+                    apply_entries(self.sessions, batch)
+                except DB_ERRORS:
+                    raise
+                except Exception:
+                    log.exception("journal : enregistrement %s impossible à appliquer, mis de "
+                                  "côté dans %s", batch[0]["id"], self.folder / "rejected.jsonl")
+                    with open(self.folder / "rejected.jsonl", "a", encoding="utf-8") as f:
+                        f.write(json.dumps(batch[0], ensure_ascii=False) + "\n")
             with self._lock:
-                self._pending.popleft()
-            if self.on_replayed:
-                self.on_replayed(entry)
+                for _ in batch:
+                    self._pending.popleft()
+            for entry in batch:
+                if self.on_replayed:
+                    self.on_replayed(entry)
 
     def _truncate(self) -> None:
         if self._file is not None and self._pid == os.getpid():
@@ -149,19 +162,29 @@ class Journal:
         return not self.has_pending()
 
 
-def apply_entry(sessions: sessionmaker, entry: dict) -> bool:
-    """Apply one journal entry in a transaction of its own; False when it was applied before."""
+def apply_entries(sessions: sessionmaker, entries: list[dict]) -> int:
+    """Apply journal entries in order, in one transaction; those applied before are skipped.
+
+    Returns how many were applied now. Each applied entry's id is stored in the same
+    transaction, so a replay cut short after its commit never applies an entry twice.
+    """
     with sessions() as db:
-        if db.get(JournalReplay, entry["id"]) is not None:
-            return False
-        recorder.apply(db, entry["kind"], entry["payload"])
-        db.add(JournalReplay(id=entry["id"]))
+        done = set(db.scalars(select(JournalReplay.id).where(
+            JournalReplay.id.in_([e["id"] for e in entries]))))
+        fresh = [e for e in entries if e["id"] not in done]
+        for entry in fresh:
+            recorder.apply(db, entry["kind"], entry["payload"])
+            db.add(JournalReplay(id=entry["id"]))
         try:
             db.commit()
-        except IntegrityError:  # another replayer applied it meanwhile
+        except IntegrityError:  # another replayer applied some of them meanwhile?
             db.rollback()
-            return False
-    return True
+            if len(fresh) > 1:
+                return sum(apply_entries(sessions, [e]) for e in fresh)
+            if db.get(JournalReplay, fresh[0]["id"]) is None:
+                raise  # not a race: the entry itself is at fault
+            return 0
+    return len(fresh)
 
 
 def replay_orphans(folder: Path, sessions: sessionmaker) -> int:
@@ -178,13 +201,14 @@ def replay_orphans(folder: Path, sessions: sessionmaker) -> int:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue
+            entries = []
             for number, raw in enumerate(f.read().splitlines(), start=1):
                 try:
-                    entry = json.loads(raw)
+                    entries.append(json.loads(raw))
                 except ValueError:
                     log.error("journal %s, ligne %d illisible : ignorée", path.name, number)
-                    continue
-                applied += apply_entry(sessions, entry)
+            for start in range(0, len(entries), REPLAY_BATCH):
+                applied += apply_entries(sessions, entries[start:start + REPLAY_BATCH])
             path.unlink()
     return applied
 
