@@ -36,7 +36,8 @@ def test_first_webhook_is_committed_with_the_values_the_orm_writes(app, twilio, 
     assert call.caller_masked == "+336••••••78" and call.caller_hash not in (None, "+33612345678")
     event = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id)).one()
     assert event.at == clock.now and event.kind == "step"
-    assert event.data == {"CallStatus": "ringing", "From": "+336••••••78", "To": "+338••••••56"}
+    assert event.data == {"CallStatus": "ringing", "From": "+336••••••78", "To": "+338••••••56",
+                          "_reached": "departement"}
 
 
 def test_a_retried_first_webhook_keeps_one_call_and_its_first_instant(app, twilio, db, clock):

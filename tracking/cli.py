@@ -79,8 +79,8 @@ def init_app(app: Flask) -> None:
         """Importe un classeur complété à la main : tout ou rien."""
         from tracking import workbook_import
         try:
-            with db.transaction() as session:
-                summary = workbook_import.import_file(session, file)
+            with db.transaction() as session:  # committed by batches: calls go on meanwhile
+                summary = workbook_import.import_file(session, file, commit=session.commit)
         except workbook_import.ImportRefused as exc:
             for line in exc.lines():
                 click.echo(line, err=True)

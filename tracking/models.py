@@ -67,6 +67,8 @@ class Call(Base):
     closed_reason: Mapped[str | None] = mapped_column(String(20))
     #: Last flow step reached: tells an abandon in the menu from a hang-up while ringing.
     step: Mapped[str | None] = mapped_column(String(40))
+    #: When the webhook that set `step` was received: an older or post-hang-up one cannot move it.
+    step_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Seconds from the first ring of a line to the answer (or to giving up).
     wait_seconds: Mapped[int | None] = mapped_column(Integer)
     #: Seconds talking with the referent.

@@ -32,6 +32,8 @@ EVENT_FIELDS = ("CallStatus", "Digits", "DialCallStatus", "DialCallDuration", "D
 NUMBER_FIELDS = ("From", "To", "Caller", "Called")
 #: Longest value kept of an event field: whatever is posted, an event stays small.
 EVENT_VALUE_MAX = 120
+#: Key of the step a webhook led to, kept in its event (see `_step_at_hang_up`).
+REACHED = "_reached"
 #: Outcome precedence: the flow may state several outcomes over a call (nobody answered, then a
 #: voicemail), and webhooks may come late or twice; the highest one stands, whatever the order.
 #: A technical failure only stands when nothing more telling is known.
@@ -56,7 +58,7 @@ def _new_call(call_sid: str, caller_hash: str | None, caller_masked: str, called
               at: datetime) -> dict:
     return dict(call_sid=call_sid, started_at=at, status="in-progress", caller_hash=caller_hash,
                 caller_masked=caller_masked or "inconnu", called_number=(called or "")[:64],
-                updated_at=at, outcome_inferred=False)
+                updated_at=at, outcome_inferred=False, step_at=None)
 
 
 @lru_cache(maxsize=8)
@@ -117,7 +119,8 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str
         return False
     values = _new_call(call_sid, caller_hash, caller_masked, called, at)
     values.update(step=track.get("step"), departement_code=track.get("departement"),
-                  motif=track.get("motif"))
+                  motif=track.get("motif"), step_at=at if track.get("step") else None)
+    event = reaching(event, track)
     with conn.transaction():
         if _RAW_UNMATCHED.scalar(conn, dict(call_sid=call_sid)) is not None:
             return False  # callbacks came first (its record was journaled): the ORM adopts them
@@ -139,14 +142,20 @@ def record_first_webhook(db: Session, call_sid: str, *, caller_hash: str | None,
                               called=called, at=at)
     call.started_at = min(call.started_at, at)
     apply_flow(db, call, track, at=at)
-    log_event(db, call, "step", at=at, step=event_step, data=event)
+    log_event(db, call, "step", at=at, step=event_step, data=reaching(event, track))
     return call
+
+
+def reaching(event: dict, track: dict) -> dict:
+    """An event's data with the step its webhook led to."""
+    return {**event, REACHED: track["step"]} if track.get("step") else event
 
 
 _RAW_INSERT_CALL = RawStatement(lambda dialect: _insert_if_absent(dialect, "calls", "call_sid").values(
     {name: bindparam(name) for name in ("call_sid", "started_at", "status", "caller_hash",
                                         "caller_masked", "called_number", "updated_at", "step",
-                                        "departement_code", "motif", "outcome_inferred")}))
+                                        "departement_code", "motif", "outcome_inferred",
+                                        "step_at")}))
 _RAW_UNMATCHED = RawStatement(select(UnmatchedCallback.id)
                               .where(UnmatchedCallback.call_sid == bindparam("call_sid")).limit(1))
 _RAW_INSERT_EVENT = RawStatement(CallEvent.__table__.insert().values(
@@ -201,14 +210,25 @@ def _settle(call: Call) -> None:
             call.wait_seconds = _seconds(min(ends) - call.dial_started_at)
 
 
+def _reached(call: Call, at: datetime) -> bool:
+    """True when a webhook received at `at` tells where the caller is now: not one older than
+    the webhook that set the step, nor one received after the hang-up (a replay, a retry)."""
+    if call.ended_at is not None and at > call.ended_at:
+        return False
+    return call.step_at is None or at >= call.step_at
+
+
 def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
     """Copy what the flow engine reported (step, département, motif, outcome…) onto the call."""
-    finished = call.ended_at is not None
     before = (call.departement_code, call.motif)
-    for fact, column in (("step", "step"), ("departement", "departement_code"), ("motif", "motif")):
-        # A finished call only gains facts: a late or replayed webhook cannot move it back.
-        if track.get(fact) and not (finished and getattr(call, column)):
-            setattr(call, column, track[fact])
+    if _reached(call, at):
+        # Where the call is: a late or replayed webhook cannot move it back.
+        for fact, column in (("step", "step"), ("departement", "departement_code"),
+                             ("motif", "motif")):
+            if track.get(fact):
+                setattr(call, column, track[fact])
+        if track.get("step"):
+            call.step_at = at
     if track.get("dialing"):
         call.dial_started_at = min(filter(None, (call.dial_started_at, at)))
     if track.get("closed_reason") and call.closed_reason is None:
@@ -301,8 +321,24 @@ def apply_call_status(db: Session, call: Call, *, status: str, duration: int | N
                       at: datetime) -> None:
     """Status callback of the inbound call: idempotent and order-independent."""
     _apply_status(call, status, duration, at)
+    if call.ended_at is not None and call.step_at is not None and call.step_at > call.ended_at:
+        _step_at_hang_up(db, call)
     _settle(call)
     db.flush()
+
+
+def _step_at_hang_up(db: Session, call: Call) -> None:
+    """A webhook received after the hang-up moved the step before the hang-up was known: go back
+    to the step the caller had really reached (events keep the step each webhook reached)."""
+    db.flush()
+    events = db.scalars(select(CallEvent).where(
+        CallEvent.call_id == call.id, CallEvent.kind == "step", CallEvent.at <= call.ended_at)
+        .order_by(CallEvent.at.desc(), CallEvent.id.desc())).all()
+    for event in events:
+        reached = (event.data or {}).get(REACHED)
+        if reached:
+            call.step, call.step_at = reached, event.at
+            return
 
 
 def apply_leg_status(db: Session, leg: CallLeg, *, status: str, duration: int | None,

@@ -54,7 +54,7 @@ def _step(db: Session, p: dict) -> Call:
     at = _at(p["at"])
     call = ops.get_or_create_call(db, p["sid"], caller_hash=p["caller_hash"],
                                   caller_masked=p["caller_masked"], at=at)
-    ops.log_event(db, call, "step", at=at, step=p["step"], data=p["event"])
+    ops.log_event(db, call, "step", at=at, step=p["step"], data=ops.reaching(p["event"], p["track"]))
     if p.get("dial"):
         ops.apply_dial_result(db, call, at=at, **p["dial"])
     ops.apply_flow(db, call, p["track"], at=at)

@@ -55,7 +55,9 @@ KPI_LABELS = {Outcome.answered: "Appels décrochés", Outcome.out_of_hours: "App
               Outcome.no_phone_assistance: "Pas d'assistance téléphonique",
               Outcome.abandoned: "Abandons dans le menu",
               Outcome.no_answer: "Personne n'a répondu",
-              Outcome.voicemail: "Messages vocaux laissés"}
+              Outcome.voicemail: "Messages vocaux laissés",
+              # The caller heard the technical apology: not an abandon, a failure of the service.
+              Outcome.error: "Erreurs techniques"}
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
           "octobre", "novembre", "décembre")
 

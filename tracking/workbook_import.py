@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core import text as text_policy
 from core.spreadsheets import (EARLIEST_YEAR, LATEST_YEAR, NOT_WORKBOOK, ReadBudget,
                                UnreadableFile, check_size, is_plausible_year,
                                open_untrusted_workbook, sheet_rows)
-from tracking.solicitations import MAX_COMMENT
 from directory.models import Departement
 from tracking.columns import HEADERS, INDEX, NO, TO_QUALIFY, YES
 from tracking.models import Channel, Motif, Solicitation, Source, Thematique
-from tracking.solicitations import new_reference
+from tracking.solicitations import MAX_COMMENT, new_reference
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 500 * 1024 * 1024
@@ -67,6 +67,8 @@ class _Plan:
     updates: list[tuple[Solicitation, dict]] = field(default_factory=list)
     additions: list[dict] = field(default_factory=list)
     unchanged: int = 0
+    #: The updated rows' values before the import, to undo committed batches on failure.
+    previous: list[dict] = field(default_factory=list)
 
 
 def read_rows(path: str | Path):
@@ -151,7 +153,7 @@ class _Checker:
                 return None
         if not is_plausible_year(local.year):
             errors.append(("Date et heure", f"date hors des années {EARLIEST_YEAR} à {LATEST_YEAR} : "
-                                            f"« {local:%d/%m/%Y} »"))
+                                            f"« {local.day:02d}/{local.month:02d}/{local.year:04d} »"))
             return None
         return local.replace(tzinfo=self.zones.get(code, ZoneInfo("Europe/Paris")))
 
@@ -281,14 +283,73 @@ def plan(db: Session, rows) -> _Plan:
     return result
 
 
-def import_file(db: Session, path: str | Path) -> str:
-    """Validate then apply a workbook; returns a French summary. Only flushes."""
-    result = plan(db, read_rows(path))
-    for row, changes in result.updates:
-        for name, value in changes.items():
-            setattr(row, name, value)
-    for values in result.additions:
-        db.add(Solicitation(reference=new_reference(), is_primary=True, source=Source.workbook, **values))
+#: Rows written per transaction when the edge commits by batches: each holds the write lock
+#: for a few tens of milliseconds, so calls keep being recorded during a long import.
+APPLY_BATCH = 2000
+
+
+def _columns(changes: dict) -> dict:
+    """A qualification change as column values (taxonomy entries by id)."""
+    taxonomy = {"thematique", "motif", "sous_motif"}
+    return {(f"{name}_id" if name in taxonomy else name):
+            (value.id if name in taxonomy and value is not None else value)
+            for name, value in changes.items()}
+
+
+def _apply_batches(db: Session, result: _Plan):
+    """Write the plan with bulk statements, a batch at a time; yields after each flushed batch."""
+    updates = [dict(id=row.id, **_columns(changes)) for row, changes in result.updates]
+    for start in range(0, len(updates), APPLY_BATCH):
+        db.execute(update(Solicitation), updates[start:start + APPLY_BATCH])
+        db.flush()
+        yield
+    additions = [dict(reference=new_reference(), is_primary=True, source=Source.workbook, **values)
+                 for values in result.additions]
+    for start in range(0, len(additions), APPLY_BATCH):
+        db.execute(insert(Solicitation), additions[start:start + APPLY_BATCH])
+        db.flush()
+        yield
+
+
+def _revert(db: Session, result: _Plan) -> None:
+    """Undo what batches already committed: rows added are deleted, rows updated restored."""
+    fingerprints = [values["fingerprint"] for values in result.additions]
+    for start in range(0, len(fingerprints), 500):
+        db.execute(delete(Solicitation).where(
+            Solicitation.fingerprint.in_(fingerprints[start:start + 500])))
+    if result.previous:
+        db.execute(update(Solicitation), result.previous)
     db.flush()
+
+
+def import_file(db: Session, path: str | Path,
+                commit: Callable[[], None] | None = None) -> str:
+    """Validate then apply a workbook; returns a French summary.
+
+    Without `commit`, everything is only flushed (the edge commits once). With it, the edge's
+    commit is called after each batch of APPLY_BATCH rows, so that no transaction holds the
+    write lock for long; should a batch fail, the batches already committed are undone: the
+    import stays all or nothing. (Were the process killed midway, importing the same file
+    again completes it: rows are recognised by reference and fingerprint.)
+    """
+    result = plan(db, read_rows(path))
+    result.previous = [dict(id=row.id, thematique_id=row.thematique_id, motif_id=row.motif_id,
+                            sous_motif_id=row.sous_motif_id, comment=row.comment,
+                            resolved_first_level=row.resolved_first_level,
+                            escalated=row.escalated) for row, _ in result.updates]
+    if commit is None:
+        for _ in _apply_batches(db, result):
+            pass
+    else:
+        commit()  # validation only read: nothing is held while the batches run
+        try:
+            for _ in _apply_batches(db, result):
+                commit()
+        except BaseException:
+            db.rollback()
+            _revert(db, result)
+            commit()
+            raise
+    db.expire_all()
     return (f"Import terminé : {len(result.additions)} ligne(s) ajoutée(s), "
             f"{len(result.updates)} mise(s) à jour, {result.unchanged} inchangée(s).")

@@ -26,6 +26,7 @@ def upgrade() -> None:
                                    server_default=sa.false()))
         batch.add_column(sa.Column("dial_ended_at", core.db.UTCDateTime(timezone=True),
                                    nullable=True))
+        batch.add_column(sa.Column("step_at", core.db.UTCDateTime(timezone=True), nullable=True))
     with op.batch_alter_table("call_legs") as batch:
         batch.alter_column("number", type_=sa.String(32), existing_type=sa.String(20),
                            existing_nullable=False)
@@ -56,6 +57,7 @@ def downgrade() -> None:
         batch.alter_column("number", type_=sa.String(20), existing_type=sa.String(32),
                            existing_nullable=False)
     with op.batch_alter_table("calls") as batch:
+        batch.drop_column("step_at")
         batch.drop_column("dial_ended_at")
         batch.drop_column("outcome_inferred")
         batch.alter_column("answered_number", type_=sa.String(20), existing_type=sa.String(32),

@@ -1,0 +1,203 @@
+"""Callbacks are validated, not trusted; any order gives the same record; a finished call only
+moves forward; a technical failure is its own outcome. All through signed webhooks."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timedelta, timezone
+
+import openpyxl
+import pytest
+from defusedxml import ElementTree
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from core.db import make_engine
+from ivr.simulator import Referent, Transcript, new_sid
+from tests.conftest import PUBLIC_BASE
+from tests.helpers import call_record, heard
+from tracking.exports import export_workbook
+from tracking.journal import journal_of
+from tracking.models import Call, CallEvent, Outcome
+
+VOICE, STATUS = f"{PUBLIC_BASE}/ivr/voice", f"{PUBLIC_BASE}/ivr/status"
+
+
+def _params(sid, **extra):
+    return {"CallSid": sid, "From": "+33612345678", "To": "+33806000156",
+            "AccountSid": "AC" + "0" * 32, **extra}
+
+
+def _rfc2822(at: datetime, zone: str = "+0000") -> str:
+    return at.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S ") + zone
+
+
+def _dial_action(t: Transcript) -> str:
+    return next(v for v in ElementTree.fromstring(t.twiml[-1]) if v.tag == "Dial").get("action")
+
+
+# --- 3. validated, not trusted ------------------------------------------------------------------
+
+def test_absurd_durations_are_ignored_and_the_rest_still_applied(app, twilio, db, clock):
+    t = twilio.call(caller="+33612345678", keys=["75", "1", "1"], send_status=False,
+                    referents=[Referent("accept")])
+    # The dial result was posted by the emulator; replay it with an absurd talk time.
+    dial = next((url, p) for url, p, _ in t.requests if p.get("DialCallStatus") == "completed")
+    assert twilio.post(t, dial[0], dict(dial[1], DialCallDuration="1" + "0" * 12))[0] == 200
+    for duration in ("1" + "0" * 12, "²", "-5", "12.5", "٣"):
+        status, body = twilio.post(t, STATUS, _params(t.call_sid, CallStatus="completed",
+                                                      CallDuration=duration))
+        assert status == 200 and ElementTree.fromstring(body).tag == "Response"
+    call = call_record(db, t.call_sid)
+    assert (call.status, call.outcome, call.duration_seconds) == ("completed", Outcome.answered, None)
+    assert call.talk_seconds == 60 and call.ended_at is not None
+    twilio.post(t, STATUS, _params(t.call_sid, CallStatus="completed", CallDuration="95"))
+    assert call_record(db, t.call_sid).duration_seconds == 95
+
+
+@pytest.mark.parametrize("stamp, expected", [
+    ("Mon, 21 Dec 2026 09:13:00 -0000", "2026-12-21T09:13:00+00:00"),   # zone unknown: UTC
+    ("Mon, 21 Dec 2026 09:13:00", "2026-12-21T09:13:00+00:00"),         # no zone at all
+    ("Mon, 21 Dec 2026 10:13:00 +0100", "2026-12-21T09:13:00+00:00"),
+    ("hier soir", "2026-12-21T09:00:00+00:00"),                          # garbage: receipt time
+    ("Mon, 21 Dec 1970 09:13:00 +0000", "2026-12-21T09:00:00+00:00"),   # absurd: receipt time
+    ("Mon, 32 Dec 2026 99:13:00 +9999", "2026-12-21T09:00:00+00:00"),
+])
+def test_callback_timestamps_of_any_shape(app, twilio, db, clock, stamp, expected):
+    t = twilio.call(caller="+33612345678", keys=["75"], send_status=False,
+                    referents=[Referent("accept")])
+    clock.set("2026-12-21T10:00")
+    status, _ = twilio.post(t, STATUS, _params(t.call_sid, CallStatus="completed",
+                                               CallDuration="30", Timestamp=stamp))
+    assert status == 200
+    call = call_record(db, t.call_sid)
+    assert call.status == "completed" and call.ended_at.isoformat() == expected
+
+
+def test_long_sip_caller_and_strange_digits(app, twilio, db):
+    sip = "sip:" + "agent.departemental" * 3 + "@pbx.example.gouv.fr"
+    t = twilio.call(caller=sip, keys=["²³", "75", "1", "1"], referents=[Referent("accept")])
+    assert "Nous n'avons pas reconnu ce numéro de département" in heard(t)
+    assert t.dialled == [["+33199007501", "+33199007502"]]
+    call = call_record(db, t.call_sid)
+    assert call.outcome is Outcome.answered and len(call.caller_masked) <= 16
+    assert call.caller_masked.startswith("sip:") and sip not in call.caller_masked
+    # Same caller again: recognised by its hash although the number is long.
+    again = twilio.call(caller=sip, keys=["1", "1"], referents=[Referent("accept")])
+    assert "vous aviez demandé le département 75" in heard(again)
+
+
+def test_malformed_call_sids_are_answered_but_not_recorded(app, twilio, db):
+    client = app.test_client()
+    for sid in ("", "CA" + "f" * 200, "CA'; DROP TABLE calls;--", "CA\u00e9" + "0" * 31):
+        params = _params(sid)
+        resp = client.post(VOICE, data=params,
+                           headers={"X-Twilio-Signature": twilio.signature(VOICE, params)})
+        assert resp.status_code == 200 and b"<Gather" in resp.data
+    assert db.scalar(select(func.count()).select_from(Call)) == 0
+
+
+# --- 4. every pair of callbacks commutes ----------------------------------------------------------
+
+def _record(db, sid):
+    call = call_record(db, sid)
+    start = call.started_at
+    rel = lambda at: None if at is None else (at - start).total_seconds()
+    legs = tuple(sorted((l.status, rel(l.ended_at), l.duration_seconds, l.accepted_at is not None)
+                        for l in call.legs))
+    events = db.scalar(select(func.count()).select_from(CallEvent).where(CallEvent.call_id == call.id))
+    return (call.status, call.outcome, call.outcome_inferred, call.wait_seconds, call.talk_seconds,
+            call.duration_seconds, rel(call.ended_at), rel(call.dial_ended_at), call.step,
+            call.recording_url is not None, legs, events)
+
+
+@pytest.mark.parametrize("dial_status", ["no-answer", "busy", "completed-declined", "canceled"])
+def test_the_final_record_is_the_same_in_every_order(app, twilio, db, clock, dial_status):
+    """The dial result, the call's status and the leg's statuses, in every order."""
+    records = set()
+    for order in itertools.permutations(range(4)):
+        clock.set("2026-12-21T10:00")
+        t = twilio.call(caller="+33612345678", keys=["57", "1", "1"], send_status=False,
+                        referents=[Referent("caller-hangup")])  # stops at <Dial>
+        leg = new_sid()
+        leg_url = f"{PUBLIC_BASE}/ivr/leg-status?s=dial&d=57&c={t.call_sid}"
+        start = clock.now
+        leg_final = "completed" if dial_status == "completed-declined" else dial_status
+        callbacks = [
+            (_dial_action(t), _params(t.call_sid, CallStatus="in-progress", DialCallSid=leg,
+                                      DialCallStatus=dial_status.split("-")[0],
+                                      DialCallDuration="4"), start + timedelta(seconds=150)),
+            (STATUS, _params(t.call_sid, CallStatus="completed", CallDuration="170",
+                             Timestamp=_rfc2822(start + timedelta(seconds=170))), None),
+            (leg_url, _params(leg, CallStatus="ringing", To="+33353015701",
+                              Timestamp=_rfc2822(start + timedelta(seconds=5))), None),
+            (leg_url, _params(leg, CallStatus=leg_final.replace("canceled", "no-answer"),
+                              To="+33353015701", CallDuration="4",
+                              Timestamp=_rfc2822(start + timedelta(seconds=149))), None),
+        ]
+        for i in order:
+            url, params, at = callbacks[i]
+            clock.set(at or start + timedelta(seconds=172))  # callbacks carry their own time
+            assert twilio.post(t, url, params)[0] == 200
+        records.add(_record(db, t.call_sid))
+    assert len(records) == 1, "\n".join(map(repr, records))
+    (record,) = records
+    assert record[0] == "completed" and record[3] == 150  # waited until the dial gave up
+
+
+def test_stated_outcomes_keep_their_precedence_whatever_the_order(app, twilio, db, clock):
+    """Nobody answered, then a voicemail: the voicemail stands, even if its webhook came first."""
+    t = twilio.call(caller="+33612345678", keys=["75", "1", "1"], voicemail_seconds=20,
+                    referents=[Referent("no-answer")])
+    assert call_record(db, t.call_sid).outcome is Outcome.voicemail
+    dial_result = next((url, p) for url, p, _ in t.requests if p.get("DialCallStatus"))
+    assert twilio.post(t, *dial_result)[0] == 200  # the no-answer result replayed late
+    call = call_record(db, t.call_sid)
+    assert call.outcome is Outcome.voicemail and call.recording_url
+
+
+# --- 9. a finished call only moves forward -------------------------------------------------------
+
+def test_replaying_the_first_webhooks_of_a_finished_call_does_not_rewind_it(app, twilio, db):
+    t = twilio.call(caller="+33612345678", keys=["93", "1", "2"], referents=[Referent("accept")])
+    before = _record(db, t.call_sid)
+    call = call_record(db, t.call_sid)
+    assert (call.step, call.departement_code, call.motif) == ("dial", "93", "usage")
+    for url, params, _ in t.requests[:4]:  # the welcome, the département, the confirmation…
+        assert twilio.post(t, url, params)[0] == 200
+    call = call_record(db, t.call_sid)
+    assert (call.step, call.departement_code, call.motif, call.outcome) == \
+        ("dial", "93", "usage", Outcome.answered)
+    assert _record(db, t.call_sid)[:-1] == before[:-1]  # only the events were added
+
+
+# --- 5. technical failures ------------------------------------------------------------------------
+
+def test_a_call_that_heard_the_technical_apology_is_a_technical_failure(app, twilio, db, clock,
+                                                                        tmp_path):
+    t = Transcript(call_sid=new_sid())
+    status, body = twilio.post(t, VOICE, _params(t.call_sid))
+    action = ElementTree.fromstring(body).find("Gather").get("action")
+    _, body = twilio.post(t, action, _params(t.call_sid, Digits="93"))
+    action = ElementTree.fromstring(body).find("Gather").get("action")
+    _, body = twilio.post(t, action, _params(t.call_sid, Digits="1"))  # confirmed: 93
+    motif_action = ElementTree.fromstring(body).find("Gather").get("action")
+
+    working = app.extensions["svi.voice_sessionmaker"]
+    broken = make_engine("postgresql+psycopg://nobody@/nowhere?host=/nonexistent&connect_timeout=1")
+    app.extensions["svi.voice_sessionmaker"] = sessionmaker(broken)
+    app.extensions["svi.directory_cache"]._version = None  # nothing cached to route from
+    status, body = twilio.post(t, motif_action, _params(t.call_sid, Digits="2"))
+    assert status == 200 and "difficulté technique" in body
+    app.extensions["svi.voice_sessionmaker"] = working
+    assert journal_of(app).wait_until_empty(timeout=20)
+    twilio.post(t, STATUS, _params(t.call_sid, CallStatus="completed", CallDuration="40"))
+    call = call_record(db, t.call_sid)
+    assert (call.outcome, call.outcome_inferred, call.departement_code) == (Outcome.error, False, "93")
+
+    path = tmp_path / "93.xlsx"
+    export_workbook(db, departement="93", start=date(2026, 10, 1), end=date(2026, 12, 31), path=path)
+    rows = list(openpyxl.load_workbook(path)["Historique des sollicitations"].iter_rows(values_only=True))
+    assert rows[1][7] == "erreur technique"
+    results = [r for r in openpyxl.load_workbook(path)["Résultats"].iter_rows(values_only=True)]
+    assert any(r[0] == "Erreurs techniques" for r in results)
