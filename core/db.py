@@ -105,7 +105,7 @@ def make_engine(url: str, *, lock_wait: float = LOCK_WAIT) -> Engine:
     options = {}
     if lock_wait < LOCK_WAIT:  # the voice path: no statement may hold a webhook for long
         ms = int(lock_wait * 1000)
-        options = {"connect_args": {"connect_timeout": max(1, round(lock_wait)),
+        options = {"connect_args": {"connect_timeout": 1,  # seconds: the voice path cannot wait
                                     "options": f"-c lock_timeout={ms} -c statement_timeout={2 * ms}"}}
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **options)
 

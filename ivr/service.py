@@ -153,7 +153,7 @@ def deliver(kind: str, payload: dict, *, hot=None) -> None:
         return
     journal = journal_of(current_app._get_current_object())
     if journal.has_pending():
-        journal.append(kind, payload)
+        _journal(journal, kind, payload)
         return
     try:
         if hot is None or not db.on_hot_connection(lambda conn: hot(conn, payload)):
@@ -165,10 +165,20 @@ def deliver(kind: str, payload: dict, *, hot=None) -> None:
         db.rollback()
         log.warning("database unavailable: %s record of call %s journaled", kind,
                     payload["sid"], exc_info=log.isEnabledFor(logging.DEBUG))
-        journal.append(kind, payload)
+        _journal(journal, kind, payload)
     except Exception:
         db.rollback()
         log.exception("tracking failed (%s) for call %s", kind, payload["sid"])
+
+
+def _journal(journal, kind: str, payload: dict) -> None:
+    """Append to the journal; if even that fails (disk full, folder unwritable), the caller is
+    still answered and the loss is logged loudly for the operator."""
+    try:
+        journal.append(kind, payload)
+    except OSError:
+        log.critical("journal unwritable (%s): %s record of call %s LOST", journal.folder, kind,
+                     payload["sid"], exc_info=True)
 
 
 def answer_or_apologize(handler):

@@ -7,6 +7,7 @@ journaled, and every call is recorded, complete, once the lock is released.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 
 from ivr.simulator import Referent
 from tests.helpers import call_record
-from tracking.journal import journal_of
+from tracking.journal import apply_entries, journal_of
 from tracking.models import CallEvent
 
 #: Takes the database's write lock, says so, holds it for argv[2] seconds, then lets go.
@@ -91,3 +92,53 @@ def test_calls_during_a_long_write_lock_are_answered_in_time_and_all_recorded(ap
         events = db.scalar(select(func.count()).select_from(CallEvent)
                            .where(CallEvent.call_id == call.id))
         assert events == len(t.requests), "one event per webhook, none lost, none twice"
+
+
+def _locked_for(app, seconds: float):
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, app.config["DATABASE_URL"],
+                               str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert locker.stdout.readline().strip() == "locked"
+    return locker
+
+
+def test_a_journal_left_by_a_dead_process_is_replayed_once(app, twilio, db, tmp_path):
+    """A worker journals calls, then dies (here: its journal file is closed and unlocked, as
+    the kernel does); the scheduler's replay, or the CLI's, applies each record exactly once."""
+    journal = journal_of(app)
+    journal._start_replayer = lambda: None  # this "worker" dies before it can replay
+    locker = _locked_for(app, 4)
+    try:
+        t = twilio.call(caller="+33612345678", keys=["75", "1", "2"],
+                        referents=[Referent("accept")])
+    finally:
+        locker.wait(timeout=15)
+    assert t.dialled and len(journal.pending()) == len(t.requests)
+    path = journal.path
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == len(t.requests)
+    journal._file.close()  # the process is gone: its flock goes with it
+    journal._pending.clear()
+    result = app.test_cli_runner().invoke(args=["tracking", "replay-journal"])
+    assert result.exit_code == 0 and f"{len(t.requests)} enregistrement(s) rejoué(s)" in result.output
+    assert not path.exists()
+    call = call_record(db, t.call_sid)
+    assert (call.status, call.outcome.name) == ("completed", "answered")
+    # The same lines again (a replay cut short before the file was deleted): nothing twice.
+    assert apply_entries(app.extensions["svi.sessionmaker"], lines) == 0
+    events = db.scalar(select(func.count()).select_from(CallEvent).where(CallEvent.call_id == call.id))
+    assert events == len(t.requests)
+
+
+def test_an_unwritable_journal_still_answers_the_caller(app, twilio, db, tmp_path, caplog):
+    journal = journal_of(app)
+    journal.folder = tmp_path / "not-a-folder"  # a file where the folder should be (root writes
+    journal.folder.write_text("")                # anywhere, so permissions would not do)
+    locker = _locked_for(app, 4)
+    try:
+        t = twilio.call(caller="+33612345678", keys=["75", "1", "2"],
+                        referents=[Referent("accept")])
+    finally:
+        locker.wait(timeout=15)
+    assert t.dialled and "difficulté technique" not in " ".join(t.heard)
+    assert all(status == 200 for _, _, status in t.requests)
+    assert "LOST" in caplog.text

@@ -65,6 +65,9 @@ DATE_FORMAT = HISTORIQUE[INDEX["Date et heure"]].number_format
 #: Positions of the text columns of a row: checked for formula-looking text.
 TEXT_COLUMNS = tuple(i for i, c in enumerate(HISTORIQUE) if c.number_format is None)
 DATE = INDEX["Date et heure"]
+COMMENT = INDEX["Commentaire"]
+#: Columns holding labels of the motif taxonomy (typed by admins).
+LABEL_COLUMNS = frozenset(INDEX[h] for h in ("Thématique", "Motif", "Sous-motif"))
 
 BOLD = Font(bold=True)
 TITLE_FONT = Font(bold=True, size=14)
@@ -170,13 +173,11 @@ def _append_rows(ws, rows: Iterable[tuple], before: int, progress) -> int:
     date_cell.number_format = DATE_FORMAT
     append, count = ws.append, before
     forbidden, clean = text_policy.forbidden, text_policy.clean
+    # Text stored before the policy (or by hand) is cleaned: one bad character breaks the file.
+    # Labels repeat on every row: cleaned once each. Other text columns are the service's own.
+    labels: dict[str, str] = {}
     for row in rows:
         values = list(row)
-        if forbidden("".join([values[i] for i in TEXT_COLUMNS if values[i]])):
-            # Text stored before the policy (or pasted): one bad character breaks the file.
-            for i in TEXT_COLUMNS:
-                if values[i]:
-                    values[i] = clean(values[i])
         if values[DATE] is not None:
             date_cell.value = values[DATE]
             values[DATE] = date_cell
@@ -184,8 +185,20 @@ def _append_rows(ws, rows: Iterable[tuple], before: int, progress) -> int:
             text = values[i]
             if not text:
                 values[i] = None  # no empty text cell: Excel would not see it as blank
-            elif text[0] in FORMULA_PREFIXES:
+                continue
+            if i in LABEL_COLUMNS:
+                cleaned = labels.get(text)
+                if cleaned is None:
+                    if len(labels) > 10_000:  # bounded whatever the taxonomy holds
+                        labels.clear()
+                    cleaned = labels[text] = clean(text)
+                text = values[i] = cleaned
+            elif i == COMMENT and forbidden(text):
+                text = values[i] = clean(text)
+            if text and text[0] in FORMULA_PREFIXES:
                 values[i] = _inert(ws, text)
+            elif not text:
+                values[i] = None
         append(values)
         count += 1
         if progress and count % PROGRESS_EVERY == 0:
