@@ -2,7 +2,7 @@
 
 Any call step that commits the call before answering does at least this much: Flask, the form,
 the Twilio signature (the blueprint's own check), and the same durable write as the real step
-(`ivr.service.record_first_webhook`: the call and its first event, committed).
+(`ivr.service.deliver_first_webhook`: the call and its first event, committed).
 No returning-caller read, no directory, no flow: the answer is the bare endpoint's fixed TwiML.
 Its throughput is the most a real step can reach on the machine, whatever the rest costs.
 """
@@ -18,7 +18,7 @@ from ivr import service
 
 def record_only() -> Response:
     """POST /ivr/voice (signature already checked): record the call as the real step does."""
-    service.record_first_webhook(current_app.config["CLOCK"](), {"step": "departement"},
+    service.deliver_first_webhook(current_app.config["CLOCK"](), {"step": "departement"},
                                  "welcome")
     return Response(TWIML, mimetype="text/xml")
 

@@ -12,7 +12,8 @@ class CallState:
     step: str
     attempts: int = 0
     departement: str | None = None
-    motif: str | None = None
+    #: Thématique key chosen in the menu (tracking/motifs.yaml).
+    thematique: str | None = None
     #: Index of the line rung by a sequential dial.
     line: int = 0
 
@@ -42,13 +43,14 @@ class Gather:
 
 @dataclass(frozen=True)
 class Dial:
-    """Ring lines (all at once, or the single one given) with a whisper on the referent side."""
+    """Ring lines (all at once, or the single one given) with a whisper on the referent side.
+
+    The whisper's URL carries `result`: the département and thématique the referent hears."""
 
     result: CallState
     numbers: tuple[str, ...]
     timeout: int
     time_limit: int
-    whisper: dict  # departement, motif: what the whisper URL carries
 
 
 @dataclass(frozen=True)

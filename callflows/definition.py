@@ -32,7 +32,8 @@ STEP_TYPES: dict[str, tuple[set[str], set[str], set[str]]] = {
     "voicemail": ({"prompt", "thanks_prompt", "empty_prompt", "otherwise"}, set(), {"otherwise"}),
 }
 OUTCOMES = {"no_answer", "no_phone_assistance", "invalid_departement", "out_of_hours"}
-#: Placeholders the engine fills for every prompt.
+#: Placeholders the engine fills for every prompt (`motif`: the label of the thématique chosen,
+#: as the referent hears it; the name is the prompts' own, which admins read).
 KNOWN_PLACEHOLDERS = {"departement", "nom", "formulaire", "courriel", "horaires", "reouverture",
                       "ferie", "motif_fermeture", "motif"}
 
@@ -50,13 +51,14 @@ class Flow:
     steps: dict[str, dict]
 
     @cached_property
-    def motif_labels(self) -> dict[str, str]:
-        """Label of each motif a menu offers (the first menu naming it wins)."""
+    def thematique_labels(self) -> dict[str, str]:
+        """Label of each thématique a menu offers (the first menu naming it wins)."""
         labels: dict[str, str] = {}
         for step in self.steps.values():
             for option in (step.get("options") or {}).values():
-                if option.get("motif"):
-                    labels.setdefault(option["motif"], option.get("label", option["motif"]))
+                if option.get("thematique"):
+                    labels.setdefault(option["thematique"],
+                                      option.get("label", option["thematique"]))
         return labels
 
     def step(self, name: str) -> dict:

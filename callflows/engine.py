@@ -12,11 +12,9 @@ from typing import Callable
 from callflows.actions import CallState, Dial, Gather, Hangup, Record, Result, Say
 from callflows.definition import Flow
 from callflows.keypad import CORSICA, CORSICA_KEYS, parse_departement
+from directory.limits import MAX_LINES
 from directory.schedule import ClosedReason, DepartementView, State, availability
 from prompts import french
-
-#: Twilio rings at most 10 numbers in one <Dial>.
-MAX_SIMULTANEOUS = 10
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class _Run:
         return self._views[code]
 
     def params(self, state: CallState, **extra) -> dict:
-        key = (state.departement, state.motif)
+        key = (state.departement, state.thematique)
         params = self._params.get(key)
         if params is None:
             view = self.view(state.departement)
@@ -71,11 +69,12 @@ class _Run:
                 "departement": view.code if view else "", "nom": view.name if view else "",
                 "formulaire": french.spoken_address(form),
                 "courriel": (view.email if view else None) or "",
-                "motif": self.motif_label(state.motif)}
+                "motif": self.thematique_label(state.thematique)}
         return {**params, **extra}
 
-    def motif_label(self, motif: str | None) -> str:
-        return self.flow.motif_labels.get(motif, "non précisé") if motif else "non précisé"
+    def thematique_label(self, thematique: str | None) -> str:
+        return (self.flow.thematique_labels.get(thematique, "non précisé") if thematique
+                else "non précisé")
 
     def say(self, prompt: str, state: CallState, **extra) -> Say:
         return Say(prompt, self.params(state, **extra))
@@ -98,7 +97,7 @@ class _Run:
             if guard > 50:  # a definition loop that never waits: fail loudly, not forever
                 raise RuntimeError(f"flow loops without waiting at step {state.step}")
             step = self.flow.step(state.step)
-            self.track(step=state.step, departement=state.departement, motif=state.motif)
+            self.track(step=state.step, departement=state.departement, thematique=state.thematique)
             state = getattr(self, f"enter_{step['type']}")(step, state)
         return self.out
 
@@ -187,8 +186,8 @@ class _Run:
         if option is None:
             return self.retry_or_fail(step, state, "invalid_choice", step["on_failure"])
         changes = {}
-        if "motif" in option:
-            changes["motif"] = option["motif"]
+        if "thematique" in option:
+            changes["thematique"] = option["thematique"]
         if option.get("reset_departement"):
             changes["departement"] = None
         return state.to(option["next"], **changes)
@@ -229,9 +228,8 @@ class _Run:
         if view.ring_strategy == "sequential":
             numbers = (lines[state.line],)
         else:
-            numbers = tuple(lines[:MAX_SIMULTANEOUS])
-        self.emit(Dial(state, numbers, timeout=view.ring_timeout, time_limit=self.ctx.time_limit,
-                       whisper={"departement": view.code, "motif": state.motif or ""}))
+            numbers = tuple(lines[:MAX_LINES])  # Twilio rings at most this many at once
+        self.emit(Dial(state, numbers, timeout=view.ring_timeout, time_limit=self.ctx.time_limit))
         self.track(dialing=True)
         return None
 

@@ -1,13 +1,23 @@
 """Database wiring: declarative base, one engine per app, one session per request/command.
 
-Domain operations only `flush()`; the edge (request, job, CLI command) commits or rolls back.
+Domain operations only `flush()`; each edge commits or rolls back, once, at one place:
+- web pages and API calls: the `after_request` hook below commits when the response is not an
+  error (status < 400) and rolls back otherwise; views never commit;
+- Twilio webhooks: `ivr.service.deliver` writes each tracking record in `write_transaction()`
+  (or on the hot connection, or in the journal); their request session only reads;
+- CLI commands: `with transaction() as session:`;
+- jobs: `scheduler.jobs.run_job`, which commits the work with the run's outcome.
+A side effect that must only happen once the change is committed (an email…) is registered
+with `after_commit(callback)`: `commit()` runs it after committing, `rollback()` drops it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -19,6 +29,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 #: What "the database cannot take it now" looks like: locked, unreachable, timed out; wrapped by
 #: SQLAlchemy or raised by the driver itself (a raw connection's checkout is not wrapped).
@@ -124,8 +136,20 @@ def init_app(app: Flask) -> None:
     app.extensions["svi.voice_sessionmaker"] = sessionmaker(voice, expire_on_commit=False)
     app.extensions["svi.hot_connections"] = threading.local()
 
+    @app.after_request
+    def _commit_request(response):
+        # The one commit of a web request. Webhooks have their own edge (`write_transaction`):
+        # a failed commit here would turn their TwiML into an HTML error.
+        if not g.get("db_voice"):
+            if response.status_code < 400:
+                commit()
+            else:
+                rollback()
+        return response
+
     @app.teardown_appcontext
     def _close_session(exc):
+        g.pop("db_after_commit", None)
         session = g.pop("db_session", None)
         if session is not None:
             if exc is not None:
@@ -141,12 +165,24 @@ def session() -> Session:
     return g.db_session
 
 
-def write_session() -> Session:
-    """A session of its own for a webhook's tracking write, on the voice engine: on SQLite its
-    transaction waits for the write lock from the start (at most VOICE_LOCK_WAIT)."""
-    voice = current_app.extensions["svi.voice_sessionmaker"]()
-    voice.connection(execution_options={"sqlite_immediate": True})
-    return voice
+@contextmanager
+def write_transaction():
+    """A webhook's tracking write: a session of its own on the voice engine, committed on exit.
+
+    The request's reads end first (their snapshot would hold SQLite back); on SQLite the write
+    transaction waits for the write lock from the start (at most VOICE_LOCK_WAIT). On error both
+    are rolled back and the error is raised.
+    """
+    with current_app.extensions["svi.voice_sessionmaker"]() as voice:
+        try:
+            commit()
+            voice.connection(execution_options={"sqlite_immediate": True})
+            yield voice
+            voice.commit()
+        except BaseException:
+            voice.rollback()
+            rollback()
+            raise
 
 
 def use_voice_engine() -> None:
@@ -154,15 +190,34 @@ def use_voice_engine() -> None:
     g.db_voice = True
 
 
-def commit() -> None:
-    """Commit the current session if one was opened: called only at the edges."""
+def after_commit(callback: Callable[[], object]) -> None:
+    """Run `callback()` once the current edge's transaction has committed; dropped on rollback."""
+    g.setdefault("db_after_commit", []).append(callback)
+
+
+def commit() -> list[Exception]:
+    """Commit the current session (if one was opened), then run the after-commit callbacks.
+
+    Called only at the edges. A failing callback is logged and never undoes the commit: the
+    failures are returned, for an edge that reports them (a job marks its run failed).
+    """
     s = g.get("db_session")
     if s is not None:
         s.commit()
+    failures = []
+    while callbacks := g.pop("db_after_commit", None):
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as exc:
+                log.exception("after-commit action failed: %r", callback)
+                failures.append(exc)
+    return failures
 
 
 def rollback() -> None:
-    """Roll back the current session if one was opened."""
+    """Roll back the current session (if one was opened) and drop the after-commit callbacks."""
+    g.pop("db_after_commit", None)
     s = g.get("db_session")
     if s is not None:
         s.rollback()
@@ -286,10 +341,11 @@ def dispose(app: Flask) -> None:
 
 @contextmanager
 def transaction():
-    """Edge helper for commands and jobs: commit on success, roll back on error."""
+    """Edge helper for CLI commands: commit (then the after-commit callbacks) on success, roll
+    back on error."""
     try:
         yield session()
-        commit()
+        commit()  # raises only when the commit itself fails: callbacks' failures are logged
     except BaseException:
         rollback()
         raise

@@ -50,7 +50,3 @@ def clean(text: str) -> str:
     """`text` without any forbidden character: what every writer (TwiML, XLSX, CSV, email) emits."""
     return _FORBIDDEN.sub("", text) if _FORBIDDEN.search(text) else text
 
-
-def clean_value(value):
-    """`clean` for a cell or field that may be something other than text."""
-    return clean(value) if isinstance(value, str) else value

@@ -12,6 +12,7 @@ from core import db
 from core.cli import instant_option
 from directory import io as directory_io
 from directory import operations
+from directory.rules import DirectoryError
 from directory.schedule import State, availability
 from prompts import french
 
@@ -73,7 +74,7 @@ def init_app(app: Flask) -> None:
         try:
             with db.transaction() as session:
                 name = operations.set_worked_holiday(session, name, departement, worked=worked)
-        except operations.DirectoryError as exc:
+        except DirectoryError as exc:
             _refuse(f"Refusé : {exc}")
         scope = f"département {departement.upper()}" if departement else "tous les départements"
         state = "réglage national" if reset else "chômé" if remove else "travaillé"
@@ -86,7 +87,7 @@ def init_app(app: Flask) -> None:
         try:
             rows = directory_io.export_rows(db.session())
             directory_io.write_file(file, rows)
-        except operations.DirectoryError as exc:
+        except DirectoryError as exc:
             _refuse(f"Export impossible : {exc}")
         except OSError:
             _refuse(f"Export impossible : le fichier {file} ne peut pas être écrit")
@@ -98,7 +99,7 @@ def init_app(app: Flask) -> None:
         """Remplace les réglages des départements présents dans FILE : tout ou rien."""
         try:
             rows = directory_io.read_file(file)
-        except operations.DirectoryError as exc:
+        except DirectoryError as exc:
             _refuse(f"Import refusé : {exc}")
         with db.transaction() as session:
             changes, errors = directory_io.validate(session, rows)

@@ -1,13 +1,14 @@
 """Bulk import and export of the directory as CSV or XLSX: one row per département.
 
-Import is all or nothing: every row is validated first, then every change is applied.
+Import is all or nothing: every row is validated first, then every change is applied. Files
+only live here (read, header, write, row ↔ Settings, diff, apply); each cell is parsed and
+formatted by `directory/rules.py`, as in every other place a setting is typed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -19,14 +20,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import text as text_policy
-from core.spreadsheets import (EARLIEST_YEAR, FORMULA_PREFIXES, LATEST_YEAR, NOT_WORKBOOK,
-                               ReadBudget, UnreadableFile, check_size, is_plausible_year, keep_as_text,
-                               open_untrusted_workbook, sheet_rows)
+from core.spreadsheets import (FORMULA_PREFIXES, NOT_WORKBOOK, ReadBudget, UnreadableFile,
+                               check_size, keep_as_text, open_untrusted_workbook, sheet_rows)
+from directory import rules
 from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
-from directory.operations import (DirectoryError, add_exception, normalize_number, set_lines,
-                                  set_worked_holiday)
+from directory.operations import add_exception, set_lines, set_worked_holiday
 from directory.reference import official_order
-from directory.schedule import fold as _fold, holiday_names
+from directory.rules import DirectoryError, Period
 
 COLUMNS = ("Code", "Département", "Assistance téléphonique", "Lignes", "Sonnerie",
            "Durée de sonnerie (s)", "Messagerie vocale", "Formulaire", "Courriel", "Horaires",
@@ -36,29 +36,6 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 20 * 1024 * 1024
 #: There are 101 départements: anything much longer is not a directory file.
 MAX_ROWS = 1000
-#: Twilio's <Dial> takes at most 10 <Number>.
-MAX_LINES = 10
-MAX_TEXT = 200
-
-DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-RING_LABELS = {RingStrategy.simultaneous: "simultanée", RingStrategy.sequential: "successive"}
-SEPARATOR = " ; "
-
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_PERIOD = re.compile(r"(\S+?)(?:\s*\.\.\s*(\S+))?(?:\s+(.*))?")
-_INTERVAL = re.compile(r"(\d{1,2})[:h](\d{2})\s*-\s*(\d{1,2})[:h](\d{2})")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-@dataclass(frozen=True)
-class Period:
-    """An exceptional closure or opening as written in the file (times for openings only)."""
-
-    start_date: date
-    end_date: date
-    reason: str
-    start_time: time | None = None
-    end_time: time | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +50,7 @@ class Settings:
     voicemail_enabled: bool
     form_url: str | None
     email: str | None
-    slots: tuple[tuple[int, time, time], ...]
+    slots: tuple[rules.WeeklySlot, ...]
     closures: tuple[Period, ...]
     openings: tuple[Period, ...]
     worked_holidays: tuple[str, ...]
@@ -245,19 +222,15 @@ def _check_header(header: list[str]) -> list[str]:
     doubled = sorted({h for h in header if h and header.count(h) > 1})
     problems = []
     if missing:
-        problems.append("colonnes manquantes : " + _quoted(missing))
+        problems.append("colonnes manquantes : " + rules.quoted(missing))
     if unknown:
-        problems.append("colonnes inconnues : " + _quoted(unknown))
+        problems.append("colonnes inconnues : " + rules.quoted(unknown))
     if doubled:
-        problems.append("colonnes en double : " + _quoted(doubled))
+        problems.append("colonnes en double : " + rules.quoted(doubled))
     if problems:
         raise DirectoryError("première ligne incorrecte (" + " ; ".join(problems)
                              + "). Colonnes attendues : " + ", ".join(COLUMNS))
     return header
-
-
-def _quoted(names: list[str]) -> str:
-    return ", ".join(f"« {n} »" for n in names)
 
 
 # --- import -------------------------------------------------------------------------------
@@ -324,17 +297,18 @@ def _parse_row(row: Row, depts: dict[str, Departement], seen: dict[str, int],
     # Numbers and holidays depend on the département: unchecked while its code is wrong.
     dept = depts.get(code)
     values = dict(
-        phone_assistance=cell("Assistance téléphonique", _yes_no),
-        lines=dept and cell("Lignes", _lines, dept.phone_region),
-        ring_strategy=cell("Sonnerie", _ring_strategy),
-        ring_timeout=cell("Durée de sonnerie (s)", _ring_timeout),
-        voicemail_enabled=cell("Messagerie vocale", _yes_no),
-        form_url=cell("Formulaire", _free_text),
-        email=cell("Courriel", _email),
-        slots=cell("Horaires", _slots),
-        closures=cell("Fermetures exceptionnelles", _periods, False),
-        openings=cell("Ouvertures exceptionnelles", _periods, True),
-        worked_holidays=dept and cell("Jours fériés travaillés", _holidays, dept.holiday_subdiv),
+        phone_assistance=cell("Assistance téléphonique", rules.parse_yes_no),
+        lines=dept and cell("Lignes", rules.parse_lines, dept.phone_region),
+        ring_strategy=cell("Sonnerie", rules.parse_ring_strategy),
+        ring_timeout=cell("Durée de sonnerie (s)", rules.parse_ring_timeout),
+        voicemail_enabled=cell("Messagerie vocale", rules.parse_yes_no),
+        form_url=cell("Formulaire", rules.parse_free_text),
+        email=cell("Courriel", rules.parse_email),
+        slots=cell("Horaires", rules.parse_slots),
+        closures=cell("Fermetures exceptionnelles", rules.parse_periods, False),
+        openings=cell("Ouvertures exceptionnelles", rules.parse_periods, True),
+        worked_holidays=dept and cell("Jours fériés travaillés", rules.parse_holidays,
+                                      dept.holiday_subdiv),
     )
     if len(errors) > count:
         return None
@@ -353,158 +327,6 @@ def _code(text: str, depts: dict[str, Departement], seen: dict[str, int], number
         raise DirectoryError(f"département {code} en double (déjà en ligne {seen[code]})")
     seen[code] = number
     return code
-
-
-def _yes_no(text: str) -> bool:
-    folded = _fold(text)
-    if folded in ("oui", "vrai", "1"):
-        return True
-    if folded in ("non", "faux", "0"):
-        return False
-    raise DirectoryError(f"« oui » ou « non » attendu : « {text} »")
-
-
-def _ring_strategy(text: str) -> RingStrategy:
-    for strategy, label in RING_LABELS.items():
-        if _fold(text) == _fold(label):
-            return strategy
-    raise DirectoryError(f"« simultanée » ou « successive » attendu : « {text} »")
-
-
-def _ring_timeout(text: str) -> int:
-    if not (text.isdecimal() and 5 <= int(text) <= 120):
-        raise DirectoryError(f"nombre entier de secondes entre 5 et 120 attendu : « {text} »")
-    return int(text)
-
-
-def _free_text(text: str) -> str | None:
-    if len(text) > MAX_TEXT:
-        raise DirectoryError(f"texte trop long ({MAX_TEXT} caractères au maximum)")
-    return text or None
-
-
-def _email(text: str) -> str | None:
-    if text and not _EMAIL.fullmatch(text):
-        raise DirectoryError(f"adresse de courriel invalide : « {text} »")
-    return _free_text(text)
-
-
-def _lines(text: str, region: str) -> tuple[str, ...]:
-    numbers = _each(_split(text), normalize_number, region)
-    if len(numbers) > MAX_LINES:
-        raise DirectoryError(f"{MAX_LINES} lignes au maximum ({len(numbers)} données)")
-    doubled = sorted({n for n in numbers if numbers.count(n) > 1})
-    if doubled:
-        raise DirectoryError("numéro en double : " + _quoted(doubled))
-    return tuple(numbers)
-
-
-def _slots(text: str) -> tuple[tuple[int, time, time], ...]:
-    slots = sorted(s for group in _each(_split(text), _slot_group) for s in group)
-    for (day, _, end), (next_day, next_start, _) in zip(slots, slots[1:]):
-        if day == next_day and next_start < end:
-            raise DirectoryError(f"créneaux qui se chevauchent le {DAYS[day]}")
-    return tuple(slots)
-
-
-def _slot_group(text: str) -> list[tuple[int, time, time]]:
-    """`lundi-vendredi 09:30-11:30 14:00-16:30` → one slot per day and interval."""
-    match = re.fullmatch(r"([^\W\d_]+)(?:\s*-\s*([^\W\d_]+))?\s+(.+)", text)
-    if not match:
-        raise DirectoryError(f"jour(s) puis horaires attendus, ex. « lundi-vendredi 09:30-11:30 » : "
-                             f"« {text} »")
-    first = _day(match[1])
-    last = _day(match[2]) if match[2] else first
-    if last < first:
-        raise DirectoryError(f"plage de jours à l'envers : « {match[1]}-{match[2]} »")
-    intervals = [_interval(part) for part in match[3].split()]
-    return [(day, start, end) for day in range(first, last + 1) for start, end in intervals]
-
-
-def _day(text: str) -> int:
-    try:
-        return DAYS.index(_fold(text))
-    except ValueError:
-        raise DirectoryError(f"jour inconnu : « {text} » (attendu : {', '.join(DAYS)})") from None
-
-
-def _interval(text: str) -> tuple[time, time]:
-    match = _INTERVAL.fullmatch(text)
-    try:
-        start, end = (time(int(match[1]), int(match[2])), time(int(match[3]), int(match[4])))
-    except (TypeError, ValueError):
-        raise DirectoryError(f"horaire invalide, format HH:MM-HH:MM attendu : « {text} »") from None
-    if not start < end:
-        raise DirectoryError(f"l'heure de fin doit suivre l'heure de début : « {text} »")
-    return start, end
-
-
-def _periods(text: str, opening: bool) -> tuple[Period, ...]:
-    return tuple(sorted(_each(_split(text), _period, opening), key=_period_key))
-
-
-def _period(text: str, opening: bool) -> Period:
-    """`2026-12-24..2026-12-31 Motif`, with `HH:MM-HH:MM` after the dates for an opening."""
-    match = _PERIOD.fullmatch(text)
-    if match is None:
-        raise DirectoryError(f"période illisible : « {text} »")
-    start_text, end_text, rest = match.groups(default="")
-    start = _date(start_text)
-    end = _date(end_text) if end_text else start
-    if end < start:
-        raise DirectoryError(f"la date de fin précède la date de début : « {text} »")
-    start_time = end_time = None
-    if opening:
-        hours, _, rest = rest.partition(" ")
-        if not hours:
-            raise DirectoryError(f"une ouverture exceptionnelle doit préciser ses horaires : "
-                                 f"« {text} »")
-        start_time, end_time = _interval(hours)
-    reason = rest.strip()
-    if len(reason) > MAX_TEXT:
-        raise DirectoryError(f"motif trop long ({MAX_TEXT} caractères au maximum)")
-    return Period(start, end, reason, start_time, end_time)
-
-
-def _date(text: str) -> date:
-    try:
-        if _DATE.fullmatch(text):
-            day = date.fromisoformat(text)
-            if not is_plausible_year(day.year):
-                raise DirectoryError(f"date hors des années {EARLIEST_YEAR} à {LATEST_YEAR} : "
-                                     f"« {text} »")
-            return day
-    except ValueError:
-        pass
-    raise DirectoryError(f"date invalide, format AAAA-MM-JJ attendu : « {text} »")
-
-
-def _holidays(text: str, subdiv: str | None) -> tuple[str, ...]:
-    known = holiday_names(subdiv)
-
-    def canonical(name: str) -> str:
-        if _fold(name) not in known:
-            raise DirectoryError(f"jour férié inconnu pour ce département : « {name} »")
-        return known[_fold(name)]
-
-    return tuple(sorted(set(_each(_split(text), canonical))))
-
-
-def _each(items: list[str], parse, *args) -> list:
-    """Parse every item, reporting every refused one at once."""
-    results, messages = [], []
-    for item in items:
-        try:
-            results.append(parse(item, *args))
-        except DirectoryError as exc:
-            messages.append(str(exc))
-    if messages:
-        raise DirectoryError(" ; ".join(messages))
-    return results
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(";") if part.strip()]
 
 
 # --- database state and its text form ----------------------------------------------------
@@ -529,10 +351,6 @@ def _worked_holidays(db: Session) -> dict[str, tuple[str, ...]]:
     return {code: tuple(sorted(names)) for code, names in result.items()}
 
 
-def _period_key(p: Period):
-    return (p.start_date, p.end_date, p.start_time or time(0), p.reason)
-
-
 def _normal(text: str | None) -> str:
     """Stored text as an export writes it and an import reads it back: exports round-trip."""
     return " ".join(text_policy.clean(text or "").split())
@@ -545,7 +363,7 @@ def _current(dept: Departement, worked: tuple[str, ...]) -> Settings:
         found = [Period(e.start_date, e.end_date, _normal(e.reason),
                         e.start_time if opening else None, e.end_time if opening else None)
                  for e in dept.exceptions if e.kind.name == kind]
-        return tuple(sorted(found, key=_period_key))
+        return tuple(sorted(found, key=rules.period_key))
 
     return Settings(
         code=dept.code, phone_assistance=dept.phone_assistance,
@@ -562,48 +380,15 @@ def _format(s: Settings, name: str) -> dict[str, str]:
     return {
         "Code": s.code,
         "Département": name,
-        "Assistance téléphonique": _yes_no_text(s.phone_assistance),
-        "Lignes": SEPARATOR.join(s.lines),
-        "Sonnerie": RING_LABELS[s.ring_strategy],
+        "Assistance téléphonique": rules.format_yes_no(s.phone_assistance),
+        "Lignes": rules.format_lines(s.lines),
+        "Sonnerie": rules.format_ring_strategy(s.ring_strategy),
         "Durée de sonnerie (s)": str(s.ring_timeout),
-        "Messagerie vocale": _yes_no_text(s.voicemail_enabled),
+        "Messagerie vocale": rules.format_yes_no(s.voicemail_enabled),
         "Formulaire": s.form_url or "",
         "Courriel": s.email or "",
-        "Horaires": _format_slots(s.slots),
-        "Fermetures exceptionnelles": SEPARATOR.join(_format_period(p) for p in s.closures),
-        "Ouvertures exceptionnelles": SEPARATOR.join(_format_period(p) for p in s.openings),
-        "Jours fériés travaillés": SEPARATOR.join(s.worked_holidays),
+        "Horaires": rules.format_slots(s.slots),
+        "Fermetures exceptionnelles": rules.format_periods(s.closures),
+        "Ouvertures exceptionnelles": rules.format_periods(s.openings),
+        "Jours fériés travaillés": rules.format_holidays(s.worked_holidays),
     }
-
-
-def _yes_no_text(value: bool) -> str:
-    return "oui" if value else "non"
-
-
-def _format_slots(slots: tuple[tuple[int, time, time], ...]) -> str:
-    """Consecutive days with the same intervals share one group: `lundi-vendredi 09:30-11:30`."""
-    by_day = [" ".join(_format_interval(start, end) for wd, start, end in slots if wd == day)
-              for day in range(7)]
-    groups, day = [], 0
-    while day < 7:
-        last = day
-        while last + 1 < 7 and by_day[last + 1] == by_day[day]:
-            last += 1
-        if by_day[day]:
-            days = DAYS[day] if last == day else f"{DAYS[day]}-{DAYS[last]}"
-            groups.append(f"{days} {by_day[day]}")
-        day = last + 1
-    return SEPARATOR.join(groups)
-
-
-def _format_period(p: Period) -> str:
-    text = p.start_date.isoformat()
-    if p.end_date != p.start_date:
-        text += ".." + p.end_date.isoformat()
-    if p.start_time and p.end_time:
-        text += " " + _format_interval(p.start_time, p.end_time)
-    return f"{text} {p.reason}" if p.reason else text
-
-
-def _format_interval(start: time, end: time) -> str:
-    return f"{start:%H:%M}-{end:%H:%M}"

@@ -11,6 +11,7 @@ from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
+from directory.limits import RING_TIMEOUT_MAX, RING_TIMEOUT_MIN
 
 
 class RingStrategy(enum.Enum):
@@ -50,7 +51,7 @@ class Departement(Base):
     phone_assistance: Mapped[bool] = mapped_column(Boolean, default=True)
     ring_strategy: Mapped[RingStrategy] = mapped_column(_enum(RingStrategy),
                                                         default=RingStrategy.simultaneous)
-    #: Seconds a line rings before it counts as not answered.
+    #: Seconds a line rings before it counts as not answered (limits: directory/limits.py).
     ring_timeout: Mapped[int] = mapped_column(Integer, default=20)
     #: Offer voicemail when closed or when nobody answers.
     voicemail_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -66,7 +67,8 @@ class Departement(Base):
     exceptions: Mapped[list[DateException]] = relationship(
         order_by="DateException.start_date", cascade="all, delete-orphan")
 
-    __table_args__ = (CheckConstraint("ring_timeout BETWEEN 5 AND 120", name="ring_timeout"),)
+    __table_args__ = (CheckConstraint(f"ring_timeout BETWEEN {RING_TIMEOUT_MIN} AND {RING_TIMEOUT_MAX}",
+                                      name="ring_timeout"),)
 
 
 class Line(Base):

@@ -1,50 +1,25 @@
-"""Directory operations: seed, read snapshots, edit lines. They only flush; the edge commits."""
+"""Directory operations: seed, read snapshots, edit lines. They only flush; the edge commits.
+
+Values are checked by `directory/rules.py` (DirectoryError, in French) before anything is written.
+"""
 
 from __future__ import annotations
 
 from datetime import time
 
-import phonenumbers
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
-from core import text as text_policy
+from directory import rules
 from directory.models import (DateException, Departement, ExceptionKind, Line, OpeningSlot,
                               RingStrategy, WorkedHoliday)
 from directory.reference import territories
-from directory.schedule import (DepartementView, Exception_, LineView, Slot, fold,
-                                holiday_names)
+from directory.rules import DirectoryError, checked_text
+from directory.schedule import DepartementView, Exception_, LineView, Slot, fold
 
 #: Default weekly hours from the reference documents: Monday–Friday 09:30–11:30 and 14:00–16:30.
 DEFAULT_SLOTS = [(wd, start, end) for wd in range(5)
                  for start, end in ((time(9, 30), time(11, 30)), (time(14, 0), time(16, 30)))]
-
-
-class DirectoryError(ValueError):
-    """A directory edit was refused; the message is French and names what is wrong."""
-
-
-def checked_text(value: str | None, where: str) -> str | None:
-    """Text a directory edit stores, refused (DirectoryError) when it breaks the text policy."""
-    try:
-        return value if value is None else text_policy.check(value, where)
-    except text_policy.TextRefused as exc:
-        raise DirectoryError(str(exc)) from None
-
-
-def normalize_number(raw: str, region: str) -> str:
-    """Parse a number typed for a département's region and return it in E.164.
-
-    "0590 12 34 56" for region GP gives "+590590123456".
-    """
-    text = (raw or "").strip()
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise DirectoryError(f"numéro de téléphone illisible : « {text} »") from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise DirectoryError(f"numéro de téléphone invalide pour la région {region} : « {text} »")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def seed_departements(db: Session) -> int:
@@ -94,9 +69,9 @@ def load_demo(db: Session) -> list[str]:
 
 
 def set_lines(db: Session, dept: Departement, numbers: list[tuple[str, str | None]]) -> None:
-    """Replace a département's lines, in order; every number is validated first."""
-    normalized = [(normalize_number(n, dept.phone_region), checked_text(label, "libellé de ligne"))
-                  for n, label in numbers]
+    """Replace a département's lines, in order; every number is validated first (see rules)."""
+    normalized = list(zip(rules.check_lines([n for n, _ in numbers], dept.phone_region),
+                          [checked_text(label, "libellé de ligne") for _, label in numbers]))
     db.execute(delete(Line).where(Line.departement_code == dept.code))
     db.flush()
     db.expire(dept, ["lines"])
@@ -153,7 +128,7 @@ def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | N
         departement_code, subdivs = dept.code, {dept.holiday_subdiv}
     else:
         subdivs = {t.holiday_subdiv for t in territories().values()}
-    known = {folded: name for subdiv in subdivs for folded, name in holiday_names(subdiv).items()}
+    known = rules.known_holidays(subdivs)
     name = known.get(fold(holiday_name))
     if name is None:
         where = f"du département {departement_code}" if departement_code else "français"
@@ -173,11 +148,10 @@ def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | N
 def add_exception(db: Session, dept: Departement, kind: str, start_date, end_date,
                   reason: str = "", start_time=None, end_time=None) -> DateException:
     """Add an exceptional closure or opening; openings need their hours."""
-    if end_date < start_date:
-        raise DirectoryError("la date de fin précède la date de début")
-    if kind == "opening" and not (start_time and end_time and start_time < end_time):
-        raise DirectoryError("une ouverture exceptionnelle doit préciser ses horaires")
-    reason = checked_text(reason or "", "motif de la période")
+    rules.check_dates(start_date, end_date)
+    if kind == "opening":
+        rules.check_opening_hours(start_time, end_time)
+    reason = rules.parse_reason(reason)
     exc = DateException(kind=ExceptionKind[kind], start_date=start_date, end_date=end_date,
                         reason=reason, start_time=start_time, end_time=end_time)
     dept.exceptions.append(exc)

@@ -157,17 +157,13 @@ def deliver(kind: str, payload: dict, *, hot=None) -> None:
         return
     try:
         if hot is None or not db.on_hot_connection(lambda conn: hot(conn, payload)):
-            db.commit()  # the request's reads end here; the write has a session of its own
-            with db.write_session() as session:
+            with db.write_transaction() as session:  # the webhook's one commit
                 recorder.apply(session, kind, payload)
-                session.commit()
     except DB_ERRORS:
-        db.rollback()
         log.warning("database unavailable: %s record of call %s journaled", kind,
                     payload["sid"], exc_info=log.isEnabledFor(logging.DEBUG))
         _journal(journal, kind, payload)
     except Exception:
-        db.rollback()
         log.exception("tracking failed (%s) for call %s", kind, payload["sid"])
 
 
@@ -220,11 +216,11 @@ def incoming_call() -> str:
     result = engine.start(_flow(), _context(now, last, version))
     body = renderer().response(result.actions)
     log.info("incoming call %s from %s", sid, who["caller_masked"])
-    record_first_webhook(now, result.track, _flow().start, who)
+    deliver_first_webhook(now, result.track, _flow().start, who)
     return body
 
 
-def record_first_webhook(now, track: dict, event_step: str, who: dict | None = None) -> None:
+def deliver_first_webhook(now, track: dict, event_step: str, who: dict | None = None) -> None:
     """Record the call of this first webhook and its event: committed on the hot connection
     (or through the ORM when the CallSid is already stored or the flow said more), or journaled."""
     form = request.form

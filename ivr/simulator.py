@@ -292,4 +292,4 @@ def init_app(app: Flask) -> None:
             return
         click.echo(f"issue enregistrée : {record.outcome.value if record.outcome else 'aucune'}"
                    f" — département {record.departement_code or '-'}"
-                   f", motif {record.motif or '-'}")
+                   f", thématique {record.thematique or '-'}")

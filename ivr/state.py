@@ -10,7 +10,7 @@ from callflows.actions import CallState
 
 _CODE = re.compile(r"^(0[1-9]|[1-8]\d|9[0-5]|2A|2B|97[1-46])$")
 _STEP = re.compile(r"^[a-z_]{1,40}$")
-_MOTIF = re.compile(r"^[a-z_]{0,40}$")
+_THEMATIQUE = re.compile(r"^[a-z_]{0,40}$")
 _NUMBER = re.compile(r"^[0-9]{1,3}$")
 #: Naive simulated instants are read in metropolitan time.
 DEFAULT_TZ = ZoneInfo("Europe/Paris")
@@ -27,8 +27,8 @@ def encode(state: CallState) -> dict[str, str]:
         params["a"] = str(state.attempts)
     if state.departement:
         params["d"] = state.departement
-    if state.motif:
-        params["m"] = state.motif
+    if state.thematique:
+        params["m"] = state.thematique
     if state.line:
         params["l"] = str(state.line)
     return params
@@ -37,15 +37,15 @@ def encode(state: CallState) -> dict[str, str]:
 def decode(args) -> CallState:
     """The state carried by request.args; BadState when malformed."""
     step, attempts = args.get("s", ""), args.get("a", "0")
-    dept, motif, line = args.get("d") or None, args.get("m") or "", args.get("l", "0")
+    dept, thematique, line = args.get("d") or None, args.get("m") or "", args.get("l", "0")
     if not _STEP.match(step) or not _NUMBER.match(attempts) or not _NUMBER.match(line):
         raise BadState(f"état d'appel illisible : {dict(args)!r}")
     if dept is not None and not _CODE.match(dept):
         raise BadState(f"département illisible dans l'URL : {dept!r}")
-    if not _MOTIF.match(motif):
-        raise BadState(f"motif illisible dans l'URL : {motif!r}")
+    if not _THEMATIQUE.match(thematique):
+        raise BadState(f"thématique illisible dans l'URL : {thematique!r}")
     return CallState(step=step, attempts=min(int(attempts), 9), departement=dept,
-                     motif=motif or None, line=min(int(line), 9))
+                     thematique=thematique or None, line=min(int(line), 9))
 
 
 def parse_instant(text: str) -> datetime:

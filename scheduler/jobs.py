@@ -1,4 +1,8 @@
-"""The periodic jobs. Each one claims its period, works in one transaction, and never raises."""
+"""The periodic jobs. Each one claims its period, works in one transaction, and never raises.
+
+`run_job` is the jobs' edge: it commits the work together with the run's outcome, then runs the
+after-commit callbacks (`core.db.after_commit`): an email leaves only once the work is committed.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +36,18 @@ WORKBOOKS_URL_PATH = "/classeurs"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class JobResult:
     """What a job did: "done", "skipped" (already done or running elsewhere) or "failed"."""
 
     status: str
     message: str
 
 
-def run_job(app: Flask, job: str, period: str, work: Callable[[Session], str]) -> Outcome:
-    """Claim (job, period), run `work` and record its outcome; log every exception, raise none."""
+def run_job(app: Flask, job: str, period: str, work: Callable[[Session], str]) -> JobResult:
+    """Claim (job, period), run `work` and record its outcome; log every exception, raise none.
+
+    A failed after-commit callback (the email) leaves the work committed but marks the run
+    failed, so that running the job again sends it."""
     label = f"{job} {period}"
     with app.app_context():
         started = time.monotonic()
@@ -54,14 +61,16 @@ def run_job(app: Flask, job: str, period: str, work: Callable[[Session], str]) -
                 since = _local(current.started_at) if current else "?"
                 message = f"{label} : {state} (début le {since}), rien à faire"
                 log.info("%s", message)
-                return Outcome("skipped", message)
+                return JobResult("skipped", message)
         except Exception as exc:
             log.exception("%s : verrou impossible à prendre", label)
-            return Outcome("failed", f"{label} : échec du verrou : {type(exc).__name__}: {exc}")
+            return JobResult("failed", f"{label} : échec du verrou : {type(exc).__name__}: {exc}")
         try:
             detail = work(session)
             runs.finish(session, run, detail)
-            db.commit()
+            failures = db.commit()
+            if failures:
+                raise failures[0]
         except Exception as exc:
             log.exception("%s : échec", label)
             message = f"{label} : échec : {type(exc).__name__}: {exc}"
@@ -71,9 +80,9 @@ def run_job(app: Flask, job: str, period: str, work: Callable[[Session], str]) -
                 db.commit()
             except Exception:
                 log.exception("%s : échec non enregistré", label)
-            return Outcome("failed", message)
+            return JobResult("failed", message)
         log.info("%s : fin en %.1f s — %s", label, time.monotonic() - started, detail)
-        return Outcome("done", f"{label} : {detail}")
+        return JobResult("done", f"{label} : {detail}")
 
 
 def _local(at) -> str:
@@ -104,7 +113,7 @@ def national_team(app: Flask) -> list[str]:
     return [a.strip() for a in app.config["NATIONAL_TEAM_EMAILS"].split(",") if a.strip()]
 
 
-def quarterly_workbooks(app: Flask, quarter: str | None = None) -> Outcome:
+def quarterly_workbooks(app: Flask, quarter: str | None = None) -> JobResult:
     """Write the national and every département's workbook of a quarter, then email the links."""
     if quarter is None:
         quarter = previous_quarter(app)
@@ -112,7 +121,7 @@ def quarterly_workbooks(app: Flask, quarter: str | None = None) -> Outcome:
         try:
             start, _ = quarter_bounds(quarter)
         except PeriodError as exc:
-            return Outcome("failed", str(exc))
+            return JobResult("failed", str(exc))
         quarter = quarter_of(start)  # one spelling, one lock: "2026q4" is "2026-Q4"
     return run_job(app, QUARTERLY_WORKBOOKS, quarter, lambda session: _write_quarter(app, session, quarter))
 
@@ -159,8 +168,8 @@ def _write_quarter(app: Flask, session: Session, quarter: str) -> str:
         "",
         "Ce message est envoyé automatiquement par le SVI ; merci de ne pas y répondre.",
     ])
-    mail.send(app, to=recipients, subject=f"SVI – classeurs du {ordinal} trimestre {year} disponibles",
-              body=body + "\n")
+    subject = f"SVI – classeurs du {ordinal} trimestre {year} disponibles"
+    db.after_commit(lambda: mail.send(app, to=recipients, subject=subject, body=body + "\n"))
     return f"{summary} ; courriel envoyé à {len(recipients)} destinataire(s)"
 
 
@@ -170,7 +179,7 @@ def _count(n: int) -> str:
 
 # --- caller purge ------------------------------------------------------------------------------
 
-def purge_callers(app: Flask) -> Outcome:
+def purge_callers(app: Flask) -> JobResult:
     """Erase who called before the retention period (SVI_CALLER_RETENTION_DAYS); once a day."""
     now = app.config["CLOCK"]()
     before = now - timedelta(days=app.config["SVI_CALLER_RETENTION_DAYS"])
@@ -180,7 +189,7 @@ def purge_callers(app: Flask) -> Outcome:
         # One short transaction per batch: calls keep being recorded meanwhile.
         while batch := operations.purge_callers(session, before=before):
             count += batch
-            session.commit()
+            db.commit()
         return f"{count} appel(s) anonymisé(s) (antérieurs au {before.astimezone(PARIS):%d/%m/%Y})"
 
     return run_job(app, PURGE_CALLERS, now.astimezone(PARIS).date().isoformat(), work)

@@ -1,40 +1,11 @@
-"""Small arrangers shared by tests: edit the directory the way an admin would."""
+"""Small helpers shared by tests: read records back, read workbooks' tables (arranging data:
+`tests/factories.py`)."""
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import select
 
-from directory import operations
-from directory.models import RingStrategy
 from tracking.models import Call
-
-
-def configure(db, code, *, lines=None, strategy=None, voicemail=None, phone_assistance=None,
-              form_url=None, email=None):
-    """Change a département and commit, as the admin UI would."""
-    dept = operations.get_departement(db, code)
-    if lines is not None:
-        operations.set_lines(db, dept, [(n, None) for n in lines])
-    if strategy is not None:
-        dept.ring_strategy = RingStrategy[strategy]
-    if voicemail is not None:
-        dept.voicemail_enabled = voicemail
-    if phone_assistance is not None:
-        dept.phone_assistance = phone_assistance
-    if form_url is not None:
-        dept.form_url = form_url
-    if email is not None:
-        dept.email = email
-    db.commit()
-    return dept
-
-
-def close(db, code, start: date, end: date, reason: str):
-    """Add an exceptional closure and commit."""
-    operations.add_exception(db, operations.get_departement(db, code), "closure", start, end, reason)
-    db.commit()
 
 
 def call_record(db, sid) -> Call:

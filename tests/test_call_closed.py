@@ -6,13 +6,14 @@ import pytest
 
 from directory.operations import set_worked_holiday
 from ivr.simulator import Referent
-from tests.helpers import call_record, close, configure, heard
+from tests import factories
+from tests.helpers import call_record, heard
 from tracking.models import Outcome
 
 
 @pytest.fixture
 def reunion_open(db):
-    return configure(db, "974", phone_assistance=True, lines=["0262 99 00 01"], voicemail=False)
+    return factories.departement(db, "974", phone_assistance=True, lines=["0262 99 00 01"], voicemail=False)
 
 
 def test_974_closed_while_paris_is_open(twilio, db, clock, reunion_open):
@@ -37,7 +38,7 @@ def test_974_open_while_paris_is_closed(twilio, db, clock, reunion_open):
 
 
 def test_26_december_is_a_holiday_in_moselle_and_alsace_only(twilio, db, clock):
-    configure(db, "67", lines=["03 88 00 00 01"])
+    factories.departement(db, "67", lines=["03 88 00 00 01"])
     clock.set("2025-12-26T10:00")  # a Friday
     for code, name in (("57", "Moselle"), ("67", "Bas-Rhin")):
         t = twilio.call(caller="+33612345678", keys=[code])
@@ -71,7 +72,7 @@ def test_lundi_de_pentecote_closed_unless_declared_worked(twilio, db, clock):
 
 
 def test_exceptional_closure_tells_its_reason_and_reopening(twilio, db, clock):
-    close(db, "93", date(2026, 12, 21), date(2026, 12, 23), "séminaire de l'équipe")
+    factories.closure(db, "93", date(2026, 12, 21), date(2026, 12, 23), "séminaire de l'équipe")
     clock.set("2026-12-22T10:00")
     t = twilio.call(caller="+33612345678", keys=["93"])
     assert "est exceptionnellement fermée : séminaire de l'équipe." in heard(t)
@@ -121,4 +122,4 @@ def test_silence_is_reprompted_then_counts_as_an_attempt(twilio, db):
 def test_wrong_key_in_motif_menu_is_reprompted(twilio, db):
     t = twilio.call(caller="+33612345678", keys=["75", "1", "7", "3"], referents=[Referent("accept")])
     assert "Ce choix n'est pas valide." in heard(t)
-    assert call_record(db, t.call_sid).motif == "habilitations"
+    assert call_record(db, t.call_sid).thematique == "habilitations"

@@ -4,7 +4,8 @@ from defusedxml import ElementTree
 from sqlalchemy import select
 
 from ivr.simulator import Referent
-from tests.helpers import call_record, configure, heard
+from tests import factories
+from tests.helpers import call_record, heard
 from tracking.models import CallLeg, Outcome
 
 
@@ -26,7 +27,7 @@ def test_nobody_answers_then_voicemail(twilio, db, clock):
 
 
 def test_nobody_answers_without_voicemail_points_to_the_form(twilio, db):
-    configure(db, "57", voicemail=False)
+    factories.departement(db, "57", voicemail=False)
     t = twilio.call(caller="+33612345678", keys=["57"], referents=[Referent("no-answer")])
     text = heard(t)
     assert "Toutes nos lignes sont occupées." in text

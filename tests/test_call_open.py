@@ -3,7 +3,8 @@
 from sqlalchemy import select
 
 from ivr.simulator import Referent
-from tests.helpers import call_record, configure, heard
+from tests import factories
+from tests.helpers import call_record, heard
 from tracking.models import Call, CallEvent, CallLeg, Outcome
 
 
@@ -16,7 +17,7 @@ def test_open_metropolitan_departement_is_put_through(twilio, db, clock):
     assert t.dialled == [["+33199009301"]]  # 93 rings its lines one after the other
     call = call_record(db, t.call_sid)
     assert call.outcome is Outcome.answered
-    assert (call.departement_code, call.motif) == ("93", "usage")
+    assert (call.departement_code, call.thematique) == ("93", "usage")
     assert call.answered_number == "+33199009301"
     assert call.talk_seconds == 95
     assert call.status == "completed"
@@ -45,7 +46,7 @@ def test_whisper_tells_the_referent_who_calls_and_the_dial_is_bounded(twilio, cl
 
 
 def test_corsica_is_typed_20_then_1_or_2(twilio, db):
-    configure(db, "2B", lines=["04 95 00 00 01"])
+    factories.departement(db, "2B", lines=["04 95 00 00 01"])
     t = twilio.call(caller="+33612345678", keys=["20", "2", "1"], referents=[Referent("accept")])
     assert "Pour la Corse-du-Sud, tapez 1. Pour la Haute-Corse, tapez 2." in heard(t)
     assert "département 2B, Haute-Corse" in heard(t)
@@ -63,11 +64,11 @@ def test_caller_can_correct_the_departement(twilio, db):
     assert "département 92, Hauts-de-Seine" in heard(t)
     assert "département 93, Seine-Saint-Denis" in heard(t)
     call = call_record(db, t.call_sid)
-    assert (call.departement_code, call.motif, call.outcome) == ("93", "autre", Outcome.answered)
+    assert (call.departement_code, call.thematique, call.outcome) == ("93", "autre", Outcome.answered)
 
 
 def test_overseas_number_typed_locally_is_stored_with_its_region(twilio, db, clock):
-    configure(db, "971", lines=["0590 12 34 56"])
+    factories.departement(db, "971", lines=["0590 12 34 56"])
     clock.set("2026-12-21T15:00")  # 10:00 in Guadeloupe
     t = twilio.call(caller="+590690000001", keys=["971"], referents=[Referent("accept")])
     assert t.dialled == [["+590590123456"]]

@@ -162,11 +162,11 @@ def test_replaying_the_first_webhooks_of_a_finished_call_does_not_rewind_it(app,
     t = twilio.call(caller="+33612345678", keys=["93", "1", "2"], referents=[Referent("accept")])
     before = _record(db, t.call_sid)
     call = call_record(db, t.call_sid)
-    assert (call.step, call.departement_code, call.motif) == ("dial", "93", "usage")
+    assert (call.step, call.departement_code, call.thematique) == ("dial", "93", "usage")
     for url, params, _ in t.requests[:4]:  # the welcome, the département, the confirmation…
         assert twilio.post(t, url, params)[0] == 200
     call = call_record(db, t.call_sid)
-    assert (call.step, call.departement_code, call.motif, call.outcome) == \
+    assert (call.step, call.departement_code, call.thematique, call.outcome) == \
         ("dial", "93", "usage", Outcome.answered)
     assert _record(db, t.call_sid)[:-1] == before[:-1]  # only the events were added
 

@@ -141,7 +141,7 @@ def test_call_command_against_a_running_server(running_server):
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "Vous avez choisi le département 93, Seine-Saint-Denis" in out.stdout
-    assert "issue enregistrée : décroché — département 93, motif usage" in out.stdout
+    assert "issue enregistrée : décroché — département 93, thématique usage" in out.stdout
 
     # A second run is a second call (a new CallSid), from a returning caller, ended when it
     # was simulated to end.

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from ivr.simulator import Referent
 from tests.helpers import call_record
+from tracking import journal as journal_module
 from tracking.journal import apply_entries, journal_of
 from tracking.models import CallEvent
 
@@ -56,10 +57,16 @@ class TimedTransport:
         return status, body
 
 
-def test_calls_during_a_long_write_lock_are_answered_in_time_and_all_recorded(app, twilio, db):
+def test_calls_during_a_long_write_lock_are_answered_in_time_and_all_recorded(app, twilio, db,
+                                                                              monkeypatch):
     transport = twilio.transport = TimedTransport(twilio.transport)
     replayed = []
-    journal_of(app).on_replayed = replayed.append
+
+    def apply_and_count(sessions, entries):
+        applied = apply_entries(sessions, entries)
+        replayed.extend(entries)
+        return applied
+    monkeypatch.setattr(journal_module, "apply_entries", apply_and_count)
     locker = subprocess.Popen([sys.executable, "-c", LOCKER, app.config["DATABASE_URL"],
                                str(LOCK_SECONDS)], stdout=subprocess.PIPE, text=True)
     try:
@@ -86,7 +93,7 @@ def test_calls_during_a_long_write_lock_are_answered_in_time_and_all_recorded(ap
     assert len(replayed) == sum(len(t.requests) for t in calls)
     for t in calls:
         call = call_record(db, t.call_sid)
-        assert (call.status, call.outcome.name, call.departement_code, call.motif) == \
+        assert (call.status, call.outcome.name, call.departement_code, call.thematique) == \
             ("completed", "answered", "75", "usage")
         assert call.talk_seconds == 42 and [leg.accepted_at is not None for leg in call.legs] == [True]
         events = db.scalar(select(func.count()).select_from(CallEvent)

@@ -9,7 +9,8 @@ from directory import operations
 from directory.cache import current_version
 from ivr.simulator import Emulator, FlaskTransport, Referent
 from tests.conftest import AUTH_TOKEN, PUBLIC_BASE
-from tests.helpers import configure, heard
+from tests import factories
+from tests.helpers import heard
 
 
 def _count_selects(engine, table):
@@ -39,7 +40,7 @@ def test_an_edit_in_another_worker_is_seen_by_the_next_call(app, twilio, db):
     assert t.dialled == [["+33199009301"]]  # cached in the other worker now
 
     before = current_version(db)
-    configure(db, "93", lines=["01 99 00 93 77"])  # the admin edits, through this worker
+    factories.departement(db, "93", lines=["01 99 00 93 77"])  # the admin edits, through this worker
     assert current_version(db) == before + 1
     t = twilio_other.call(caller="+33612345678", keys=["93"], referents=[Referent("accept")])
     assert t.dialled == [["+33199009377"]]

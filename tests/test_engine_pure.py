@@ -112,7 +112,7 @@ def test_engine_runs_without_flask_or_database():
     out = engine.resume(flow, CallState("motif", departement="93"), engine.Input(digits="1"), _ctx())
     dial = out.actions[-1]
     assert isinstance(dial, Dial) and dial.numbers == ("+33199009301",)
-    assert dial.whisper == {"departement": "93", "motif": "assistance_technique"}
+    assert (dial.result.departement, dial.result.thematique) == ("93", "assistance_technique")
     out = engine.resume(flow, dial.result, engine.Input(dial_status="no-answer"), _ctx())
     assert out.actions[-1].numbers == ("+33261919302",)  # sequential: next line
     out = engine.resume(flow, out.actions[-1].result,

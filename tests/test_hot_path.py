@@ -104,7 +104,7 @@ def test_rendered_documents_are_memoized_per_context_never_across():
     assert one.response(gather) == one.response(gather)
     assert calls == ["ivr.step"], "the second rendering came from the memo"
     assert "https://b/ivr.step" in other.response(gather)  # another context renders anew
-    dial = [Dial(CallState("dial", departement="75"), ("+33199007501",), 20, 900, {})]
+    dial = [Dial(CallState("dial", departement="75"), ("+33199007501",), 20, 900)]
     one.response(dial)
     before = len(calls)
     one.response(dial)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select, text
 from werkzeug.test import create_environ
 
-from ivr.simulator import Referent, new_sid
+from ivr.simulator import new_sid
+from tests import factories
 from tests.conftest import PUBLIC_BASE
 from tracking import solicitations, workbook_import
 from tracking.columns import HEADERS
@@ -176,9 +177,9 @@ def _count_elsewhere(app) -> int:
 
 # --- round trips --------------------------------------------------------------------------------
 
-def test_reimporting_an_unmodified_export_changes_nothing(app, twilio, db, tmp_path, clock):
-    clock.set("2026-11-09T10:00")
-    twilio.call(caller="+33612345678", keys=["93", "1", "2"], referents=[Referent("accept")])
+def test_reimporting_an_unmodified_export_changes_nothing(app, db, tmp_path):
+    factories.call(db, departement="93", thematique="usage",
+                   started_at=datetime(2026, 11, 9, 10, tzinfo=PARIS), wait_seconds=0, talk_seconds=60)
     for comment in ("\tcommence par une tabulation", "  espaces autour  ", "=1+1", "'quote",
                     "ligne 1\nligne 2"):
         solicitations.add(db, departement="93", channel=Channel.email, comment="x",

@@ -28,8 +28,8 @@ from core.cli import upgrade
 from scheduler import cli as scheduler_cli
 from scheduler import jobs, runs
 from scheduler.models import JobRun
+from tests import factories
 from tests.conftest import PARIS
-from tracking import solicitations
 from tracking.models import Call, CallEvent, Channel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,19 +239,15 @@ def test_claim_is_committed_at_once_and_finish_rides_with_the_work(app, db):
 # --- caller purge ------------------------------------------------------------------------------
 
 def _add_call(db, sid, started_at):
-    call = Call(call_sid=sid, caller_hash=f"hash-{sid}", caller_masked="+336••••••78", started_at=started_at)
-    db.add(call)
-    db.flush()
-    db.add(CallEvent(call_id=call.id, kind="step", step="menu", at=started_at, data={"From": "+336••••••78"}))
-    db.commit()
-    return call.id
+    return factories.call(db, sid=sid, caller=sid, started_at=started_at, departement=None,
+                          events=1).id
 
 
 def test_purge_job_anonymises_old_callers_once_a_day(job_app, db, clock):
     old = _add_call(db, "CA-ancien", clock.now - timedelta(days=400))
     recent = _add_call(db, "CA-recent", clock.now - timedelta(days=10))
     outcome = jobs.purge_callers(job_app)
-    assert outcome == jobs.Outcome(
+    assert outcome == jobs.JobResult(
         "done", "purge-callers 2026-12-21 : 1 appel(s) anonymisé(s) (antérieurs au 21/12/2025)")
     calls = {c.id: c for c in db.scalars(select(Call))}
     assert (calls[old].caller_hash, calls[old].caller_masked) == (None, "purgé")
@@ -311,17 +307,13 @@ def _cells(path) -> set:
 def _arrange_quarter(db):
     """Rows in and around 2026-Q4; returns the references by name."""
     rows = {
-        "paris": solicitations.add(db, departement="75", occurred_at=datetime(2026, 11, 15, 10, 0, tzinfo=PARIS),
-                                   channel=Channel.email),
+        "paris": factories.solicitation_row(db, occurred_at=datetime(2026, 11, 15, 10, 0, tzinfo=PARIS)),
         # 31 December 22:00 in La Réunion is 19:00 in Paris: in Q4 for the 974.
-        "reunion": solicitations.add(db, departement="974", channel=Channel.form,
-                                     occurred_at=datetime(2026, 12, 31, 18, 0, tzinfo=UTC)),
-        "q1": solicitations.add(db, departement="75", occurred_at=datetime(2027, 1, 1, 0, 30, tzinfo=PARIS),
-                                channel=Channel.email),
-        "q3": solicitations.add(db, departement="75", occurred_at=datetime(2026, 9, 30, 23, 0, tzinfo=PARIS),
-                                channel=Channel.email),
+        "reunion": factories.solicitation_row(db, departement="974", channel=Channel.form,
+                                              occurred_at=datetime(2026, 12, 31, 18, 0, tzinfo=UTC)),
+        "q1": factories.solicitation_row(db, occurred_at=datetime(2027, 1, 1, 0, 30, tzinfo=PARIS)),
+        "q3": factories.solicitation_row(db, occurred_at=datetime(2026, 9, 30, 23, 0, tzinfo=PARIS)),
     }
-    db.commit()
     return {name: row.reference for name, row in rows.items()}
 
 
@@ -377,6 +369,16 @@ def test_quarterly_workbooks_retry_after_a_mail_failure(job_app, db, smtp_server
     done = jobs.quarterly_workbooks(job_app, "2026-Q3")
     assert done.status == "done", done.message
     assert len(smtp_server.envelopes) == 1 and (tmp_path / "classeurs" / "2026-Q3" / "national.xlsx").exists()
+
+
+def test_the_quarterly_email_leaves_only_once_the_work_is_committed(job_app, db, smtp_server,
+                                                                    monkeypatch):
+    def cannot_finish(*args, **kwargs):
+        raise RuntimeError("base indisponible")
+    monkeypatch.setattr(runs, "finish", cannot_finish)
+    outcome = jobs.quarterly_workbooks(job_app, "2026-Q3")
+    assert outcome.status == "failed" and "base indisponible" in outcome.message
+    assert smtp_server.envelopes == []  # the work was rolled back: no email about it
 
 
 def test_quarterly_workbooks_without_a_team_address_still_writes_them(job_app, db, tmp_path, smtp_server):

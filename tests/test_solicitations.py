@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from ivr.simulator import Referent
+from tests import factories
 from tests.helpers import call_record
 from tracking import exports, solicitations, taxonomy
 from tracking.models import Channel, Solicitation, Source
@@ -45,17 +46,16 @@ def test_calls_without_a_departement_create_no_row_and_corrections_follow(twilio
 
 
 def test_overseas_rows_are_in_local_time(twilio, db, clock):
-    from tests.helpers import configure
-    configure(db, "974", phone_assistance=True, lines=["0262 99 00 01"])
+    factories.departement(db, "974", phone_assistance=True, lines=["0262 99 00 01"])
     clock.set("2026-12-21T08:00")  # 11:00 in La Réunion
     twilio.call(caller="+262692000001", keys=["974"], referents=[Referent("accept")])
     [row] = exports.iter_rows(db, departement="974", start=date(2026, 12, 21), end=date(2026, 12, 21))
     assert row[1] == datetime(2026, 12, 21, 11, 0)
 
 
-def test_qualify_split_and_add(twilio, db):
-    t = twilio.call(caller="+33612345678", keys=["57"], referents=[Referent("accept")])
-    [row] = _rows(db, call_record(db, t.call_sid))
+def test_qualify_split_and_add(db):
+    call = factories.call(db, departement="57")
+    [row] = _rows(db, call)
     solicitations.qualify(db, row, thematique="usage", motif="Traitement des doublons",
                           comment="doublon signalé", resolved=True, escalated=False)
     db.commit()
@@ -71,8 +71,8 @@ def test_qualify_split_and_add(twilio, db):
         (True, row.call_id, "doublons"), (False, row.call_id, "incident")]
     assert rows[1].sous_motif.label == "Message d'erreur"
     # A later webhook of the same call does not overwrite a qualified row.
-    solicitations.sync_call(db, call_record(db, t.call_sid))
-    assert _rows(db, call_record(db, t.call_sid))[0].motif.key == "doublons"
+    solicitations.sync_call(db, call_record(db, call.call_sid))
+    assert _rows(db, call_record(db, call.call_sid))[0].motif.key == "doublons"
 
     added = solicitations.add(db, departement="57", occurred_at=datetime(2026, 12, 22, 9, tzinfo=PARIS),
                               channel=solicitations.channel_from("courriel"), thematique="habilitations",

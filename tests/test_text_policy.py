@@ -18,7 +18,8 @@ from core import mail
 from core.text import TextRefused, check, clean
 from directory.io import export_rows, write_file
 from ivr.simulator import Referent
-from tests.helpers import call_record, close, configure, heard
+from tests import factories
+from tests.helpers import call_record, heard
 from tracking.exports import export_workbook
 from tracking.models import Solicitation
 
@@ -38,8 +39,8 @@ def test_one_function_decides(app):
 
 
 def _store_hostile_directory(db):
-    close(db, "93", date(2026, 12, 21), date(2026, 12, 21), "Inventaire")
-    configure(db, "974", form_url="assistance.example.gouv.fr/974", email="a974@example.gouv.fr")
+    factories.closure(db, "93", date(2026, 12, 21), date(2026, 12, 21), "Inventaire")
+    factories.departement(db, "974", form_url="assistance.example.gouv.fr/974", email="a974@example.gouv.fr")
     db.execute(text("UPDATE date_exceptions SET reason = :r"), {"r": f"Inven{STORED}taire"})
     db.execute(text("UPDATE departements SET form_url = :f, email = :e WHERE code IN ('974', '75')"),
                {"f": f"assistance{STORED}.example.gouv.fr", "e": f"a{STORED}@example.gouv.fr"})

@@ -80,7 +80,7 @@ def init_app(app: Flask) -> None:
         from tracking import workbook_import
         try:
             with db.transaction() as session:  # committed by batches: calls go on meanwhile
-                summary = workbook_import.import_file(session, file, commit=session.commit)
+                summary = workbook_import.import_file(session, file, commit=db.commit)
         except workbook_import.ImportRefused as exc:
             for line in exc.lines():
                 click.echo(line, err=True)

@@ -24,7 +24,6 @@ import time
 from collections import deque
 from datetime import date, datetime
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -59,8 +58,6 @@ class Journal:
         self._file = None
         self._pid = None
         self._thread: threading.Thread | None = None
-        #: Called after each replayed entry (tests and metrics).
-        self.on_replayed: Callable[[dict], None] | None = None
 
     # -- writing -----------------------------------------------------------------------------
     def _own_file(self):
@@ -144,9 +141,6 @@ class Journal:
             with self._lock:
                 for _ in batch:
                     self._pending.popleft()
-            for entry in batch:
-                if self.on_replayed:
-                    self.on_replayed(entry)
 
     def _truncate(self) -> None:
         if self._file is not None and self._pid == os.getpid():

@@ -57,8 +57,8 @@ class Call(Base):
     #: Total call length reported by Twilio at completion.
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     departement_code: Mapped[str | None] = mapped_column(ForeignKey("departements.code"))
-    #: Thématique chosen in the motif menu (its key in the flow definition).
-    motif: Mapped[str | None] = mapped_column(String(60))
+    #: Key of the thématique chosen in the call flow's menu (tracking/motifs.yaml).
+    thematique: Mapped[str | None] = mapped_column(String(60))
     outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
     #: True when nobody stated the outcome: inferred at hang-up from how far the call went,
     #: and replaced by any outcome the flow states, whenever its webhook arrives.

@@ -5,7 +5,7 @@ final record is the same whatever the order. Statuses only move forward; of two 
 earliest start and end are kept; of two outcomes the flow stated, a fixed precedence decides;
 what depends on several facts (an outcome inferred at hang-up, the waiting time) is derived
 from all the facts known (`_settle`), never from the order they came in. A finished call's
-step, département and motif no longer change: replayed early webhooks cannot rewind it.
+step, département and thématique no longer change: replayed early webhooks cannot rewind it.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def get_or_create_call(db: Session, call_sid: str, *, caller_hash: str | None = 
 
 
 #: Facts of a first webhook that the INSERT of the call holds.
-_FIRST_FACTS = {"step", "departement", "motif"}
+_FIRST_FACTS = {"step", "departement", "thematique"}
 
 
 def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str | None,
@@ -111,7 +111,7 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str
     The hot path of every call, on the raw connection: two INSERTs in one transaction. Returns
     False, having written nothing, when the CallSid is already stored (Twilio retried the
     webhook, or a later webhook came first) or the flow stated more than step, département and
-    motif: the caller then records it with `record_first_webhook`.
+    thématique: the caller then records it with `record_first_webhook`.
     """
     if not call_sid:
         raise ValueError("webhook without CallSid")
@@ -119,7 +119,7 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str
         return False
     values = _new_call(call_sid, caller_hash, caller_masked, called, at)
     values.update(step=track.get("step"), departement_code=track.get("departement"),
-                  motif=track.get("motif"), step_at=at if track.get("step") else None)
+                  thematique=track.get("thematique"), step_at=at if track.get("step") else None)
     event = reaching(event, track)
     with conn.transaction():
         if _RAW_UNMATCHED.scalar(conn, dict(call_sid=call_sid)) is not None:
@@ -154,7 +154,7 @@ def reaching(event: dict, track: dict) -> dict:
 _RAW_INSERT_CALL = RawStatement(lambda dialect: _insert_if_absent(dialect, "calls", "call_sid").values(
     {name: bindparam(name) for name in ("call_sid", "started_at", "status", "caller_hash",
                                         "caller_masked", "called_number", "updated_at", "step",
-                                        "departement_code", "motif", "outcome_inferred",
+                                        "departement_code", "thematique", "outcome_inferred",
                                         "step_at")}))
 _RAW_UNMATCHED = RawStatement(select(UnmatchedCallback.id)
                               .where(UnmatchedCallback.call_sid == bindparam("call_sid")).limit(1))
@@ -219,12 +219,12 @@ def _reached(call: Call, at: datetime) -> bool:
 
 
 def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
-    """Copy what the flow engine reported (step, département, motif, outcome…) onto the call."""
-    before = (call.departement_code, call.motif)
+    """Copy what the flow engine reported (step, département, thématique, outcome…) onto the call."""
+    before = (call.departement_code, call.thematique)
     if _reached(call, at):
         # Where the call is: a late or replayed webhook cannot move it back.
         for fact, column in (("step", "step"), ("departement", "departement_code"),
-                             ("motif", "motif")):
+                             ("thematique", "thematique")):
             if track.get(fact):
                 setattr(call, column, track[fact])
         if track.get("step"):
@@ -239,7 +239,7 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
         record_voicemail(db, call, track["recording_url"], track.get("recording_seconds"))
     _settle(call)
     db.flush()
-    if (call.departement_code, call.motif) != before:
+    if (call.departement_code, call.thematique) != before:
         solicitations.sync_call(db, call)
 
 

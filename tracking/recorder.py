@@ -35,6 +35,15 @@ def _at(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
+def _track(p: dict) -> dict:
+    """The flow's facts of a record; records journaled before migration 0006 call the
+    thématique `motif`."""
+    track = p["track"]
+    if "motif" in track:
+        track = {("thematique" if k == "motif" else k): v for k, v in track.items()}
+    return track
+
+
 def record_first_hot(conn: RawConnection, p: dict) -> bool:
     """The first webhook on the hot connection (see `operations.record_incoming_call`)."""
     return ops.record_incoming_call(conn, p["sid"], caller_hash=p["caller_hash"],
@@ -46,7 +55,7 @@ def record_first_hot(conn: RawConnection, p: dict) -> bool:
 def _first(db: Session, p: dict) -> Call:
     return ops.record_first_webhook(db, p["sid"], caller_hash=p["caller_hash"],
                                     caller_masked=p["caller_masked"], called=p["called"],
-                                    at=_at(p["at"]), track=p["track"], event=p["event"],
+                                    at=_at(p["at"]), track=_track(p), event=p["event"],
                                     event_step=p["event_step"])
 
 
@@ -57,7 +66,7 @@ def _step(db: Session, p: dict) -> Call:
     ops.log_event(db, call, "step", at=at, step=p["step"], data=ops.reaching(p["event"], p["track"]))
     if p.get("dial"):
         ops.apply_dial_result(db, call, at=at, **p["dial"])
-    ops.apply_flow(db, call, p["track"], at=at)
+    ops.apply_flow(db, call, _track(p), at=at)
     return call
 
 

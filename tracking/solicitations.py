@@ -62,7 +62,7 @@ def sync_call(db: Session, call: Call) -> Solicitation | None:
         return None
     rows = db.scalars(select(Solicitation).where(Solicitation.call_id == call.id)
                       .order_by(Solicitation.id)).all()
-    thematique = tax.by_key(db, call.motif)
+    thematique = tax.by_key(db, call.thematique)
     if not rows:
         row = Solicitation(reference=new_reference(), departement_code=call.departement_code,
                            occurred_at=call.started_at, channel=Channel.phone_svi, call_id=call.id,
