@@ -5,17 +5,22 @@ STAMP   := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt 
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 
-.PHONY: install run test bench bench-calls bench-workbook system-deps clean
+.PHONY: install run test test-browser screenshots bench bench-calls bench-workbook system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+# The State's design system (DSFR), pinned and checked, served by the app itself.
+DSFR := web/static/dsfr/.version-1.15.3
+$(DSFR): scripts/fetch-dsfr.sh
+	@bash scripts/fetch-dsfr.sh
+
+install: $(STAMP) $(DSFR)
 
 # Debian packages the tests need: PostgreSQL server binaries (a throwaway cluster is started by
-# the tests themselves).
+# the tests themselves), LibreOffice Calc, and Chromium for the browser tests.
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -24,11 +29,21 @@ run: install
 	$(VENV)/bin/flask --app app setup
 	$(VENV)/bin/flask --app app scheduler & scheduler=$$!; \
 	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler' EXIT; trap 'exit 130' INT TERM; \
+	echo "Interface web : http://$(HOST):$(PORT)/ (premier compte : voir « premier compte administrateur » ci-dessus)"; \
 	SVI_ALLOW_SIMULATED_TIME=$${SVI_ALLOW_SIMULATED_TIME:-1} \
 	  $(VENV)/bin/flask --app app run --host $(HOST) --port $(PORT)
 
 test: install system-deps
 	$(VENV)/bin/python -m pytest
+
+# Browser tests only (Debian's Chromium driven by Playwright; installed by system-deps).
+test-browser: install system-deps
+	$(VENV)/bin/python -m pytest tests/browser
+
+# Full-page PNGs of the main web pages, linked from the README.
+SCREENSHOTS_DIR ?= docs/screenshots
+screenshots: install system-deps
+	$(VENV)/bin/python -m scripts.screenshots $(SCREENSHOTS_DIR)
 
 # Both benchmarks (about 2 min + 16 min); each exits non-zero when its targets are missed.
 bench: install

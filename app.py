@@ -12,7 +12,8 @@ from core import settings
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Application factory: settings, database, flow definition, blueprints, CLI."""
-    app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"))
+    app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"),
+                static_folder="web/static", template_folder="web/templates")
     app.config.update(settings.load(app.instance_path, overrides=test_config))
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -31,6 +32,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from ivr.blueprint import bp as ivr_bp
     app.register_blueprint(ivr_bp)
+
+    import web
+    web.init_app(app)
 
     import prompts
 
@@ -56,4 +60,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     tracking_cli.init_app(app)
     from scheduler import cli as scheduler_cli
     scheduler_cli.init_app(app)
+    from accounts import cli as accounts_cli
+    accounts_cli.init_app(app)
     return app

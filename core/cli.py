@@ -69,6 +69,7 @@ def init_app(app: Flask) -> None:
         from directory.operations import load_demo, seed_departements
         from tracking import taxonomy
         from tracking.models import Thematique
+        from accounts.cli import ensure_first_admin
         upgrade(current_app.config["DATABASE_URL"])
         with db.transaction() as session:
             empty = session.scalar(select(func.count()).select_from(Departement)) == 0
@@ -77,6 +78,13 @@ def init_app(app: Flask) -> None:
             if session.scalar(select(func.count()).select_from(Thematique)) == 0:
                 counts = taxonomy.load_file(session)
                 click.echo(f"motifs : {counts['thematiques']} thématiques, {counts['motifs']} motifs")
+            first_admin = ensure_first_admin(session, current_app.config)
         click.echo(f"{created} département(s) créé(s)")
+        if first_admin:
+            email, generated = first_admin
+            click.echo(f"premier compte administrateur : {email}"
+                       + (f", mot de passe : {generated} (changez-le après la première connexion : "
+                          "« Mot de passe oublié » ou flask --app app users set-password)"
+                          if generated else " (mot de passe : ADMIN_PASSWORD)"))
         if demo_codes:
             click.echo("démonstration : lignes fictives pour " + ", ".join(demo_codes))

@@ -10,7 +10,9 @@ from flask import Flask, current_app
 
 from core import db
 from core.cli import instant_option
+from audit.operations import Actor
 from directory import io as directory_io
+from directory import settings as directory_settings
 from directory import operations
 from directory.rules import DirectoryError
 from directory.schedule import State, availability
@@ -73,7 +75,8 @@ def init_app(app: Flask) -> None:
         worked = None if reset else not remove
         try:
             with db.transaction() as session:
-                name = operations.set_worked_holiday(session, name, departement, worked=worked)
+                name = operations.set_worked_holiday(session, name, departement, worked=worked,
+                                                      actor=Actor.cli())
         except DirectoryError as exc:
             _refuse(f"Refusé : {exc}")
         scope = f"département {departement.upper()}" if departement else "tous les départements"
@@ -104,7 +107,8 @@ def init_app(app: Flask) -> None:
         with db.transaction() as session:
             changes, errors = directory_io.validate(session, rows)
             if not errors:
-                directory_io.apply(session, changes)
+                directory_settings.save(session, Actor.file_import(file.name, Actor.cli()),
+                                        changes)
         if errors:
             _refuse(f"Import refusé, rien n'a été modifié : {len(errors)} erreur(s)",
                     *map(str, errors))

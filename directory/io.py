@@ -1,8 +1,8 @@
 """Bulk import and export of the directory as CSV or XLSX: one row per département.
 
-Import is all or nothing: every row is validated first, then every change is applied. Files
-only live here (read, header, write, row ↔ Settings, diff, apply); each cell is parsed and
-formatted by `directory/rules.py`, as in every other place a setting is typed.
+Import is all or nothing: every row is validated first, then every change is saved by
+`directory.settings.save`. Only files live here (read, header, write, row → settings); each cell
+is parsed and formatted by `directory/rules.py`, as in every other place a setting is typed.
 """
 
 from __future__ import annotations
@@ -16,44 +16,22 @@ from pathlib import Path
 import openpyxl
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from core import text as text_policy
 from core.spreadsheets import (FORMULA_PREFIXES, NOT_WORKBOOK, ReadBudget, UnreadableFile,
                                check_size, keep_as_text, open_untrusted_workbook, sheet_rows)
-from directory import rules
-from directory.models import Departement, OpeningSlot, RingStrategy, WorkedHoliday
-from directory.operations import add_exception, set_lines, set_worked_holiday
+from directory import rules, settings
+from directory.models import Departement
 from directory.reference import official_order
-from directory.rules import DirectoryError, Period
+from directory.rules import DirectoryError
+from directory.settings import COLUMNS, DepartementSettings
 
-COLUMNS = ("Code", "Département", "Assistance téléphonique", "Lignes", "Sonnerie",
-           "Durée de sonnerie (s)", "Messagerie vocale", "Formulaire", "Courriel", "Horaires",
-           "Fermetures exceptionnelles", "Ouvertures exceptionnelles", "Jours fériés travaillés")
 #: Files are refused above this size; an XLSX also above this size once unzipped (zip bomb).
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 20 * 1024 * 1024
 #: There are 101 départements: anything much longer is not a directory file.
 MAX_ROWS = 1000
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything one row says about one département, normalized so that rows compare equal."""
-
-    code: str
-    phone_assistance: bool
-    lines: tuple[str, ...]
-    ring_strategy: RingStrategy
-    ring_timeout: int
-    voicemail_enabled: bool
-    form_url: str | None
-    email: str | None
-    slots: tuple[rules.WeeklySlot, ...]
-    closures: tuple[Period, ...]
-    openings: tuple[Period, ...]
-    worked_holidays: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -80,10 +58,11 @@ class RowError:
 
 def export_rows(db: Session) -> list[dict[str, str]]:
     """Every département as a row of text cells keyed by COLUMNS, in the official order."""
-    depts = official_order(_load(db), lambda d: d.code)
-    worked = _worked_holidays(db)
+    depts = official_order(settings.load_all(db), lambda d: d.code)
+    worked = settings.worked_by_departement(db)
     return [{column: text_policy.clean(value) for column, value in
-             _format(_current(d, worked.get(d.code, ())), d.name).items()} for d in depts]
+             settings.cells(settings.of(d, worked.get(d.code, ())), d.name).items()}
+            for d in depts]
 
 
 def write_file(path: Path, rows: list[dict[str, str]]) -> None:
@@ -235,49 +214,24 @@ def _check_header(header: list[str]) -> list[str]:
 
 # --- import -------------------------------------------------------------------------------
 
-def validate(db: Session, rows: list[Row]) -> tuple[list[Settings], list[RowError]]:
-    """Check every row; return the settings that differ from the database, and every error."""
-    depts = {d.code: d for d in _load(db)}
-    worked = _worked_holidays(db)
+def validate(db: Session, rows: list[Row]) -> tuple[list[DepartementSettings], list[RowError]]:
+    """Check every row; return the settings that differ from the database, and every error.
+    Save them with `directory.settings.save`."""
+    depts = {d.code: d for d in settings.load_all(db)}
+    worked = settings.worked_by_departement(db)
     seen: dict[str, int] = {}
     changes, errors = [], []
     for row in rows:
-        settings = _parse_row(row, depts, seen, errors)
-        if settings is not None:
-            dept = depts[settings.code]
-            if settings != _current(dept, worked.get(dept.code, ())):
-                changes.append(settings)
+        wanted = _parse_row(row, depts, seen, errors)
+        if wanted is not None:
+            dept = depts[wanted.code]
+            if wanted != settings.of(dept, worked.get(dept.code, ())):
+                changes.append(wanted)
     return changes, errors
 
 
-def apply(db: Session, changes: list[Settings]) -> None:
-    """Replace each changed département's settings, lines, hours, exceptions and worked holidays."""
-    for s in changes:
-        dept = db.get(Departement, s.code)
-        dept.phone_assistance = s.phone_assistance
-        dept.ring_strategy = s.ring_strategy
-        dept.ring_timeout = s.ring_timeout
-        dept.voicemail_enabled = s.voicemail_enabled
-        dept.form_url = s.form_url
-        dept.email = s.email
-        labels = {line.number: line.label for line in dept.lines}
-        set_lines(db, dept, [(number, labels.get(number)) for number in s.lines])
-        dept.slots = [OpeningSlot(weekday=wd, start=start, end=end) for wd, start, end in s.slots]
-        dept.exceptions.clear()
-        for kind, periods in (("closure", s.closures), ("opening", s.openings)):
-            for p in periods:
-                add_exception(db, dept, kind, p.start_date, p.end_date, p.reason,
-                              p.start_time, p.end_time)
-        # The file lists the holidays the département works; its days kept off stay as they are.
-        db.execute(delete(WorkedHoliday).where(WorkedHoliday.departement_code == s.code,
-                                               WorkedHoliday.worked))
-        for name in s.worked_holidays:
-            set_worked_holiday(db, name, s.code)
-    db.flush()
-
-
 def _parse_row(row: Row, depts: dict[str, Departement], seen: dict[str, int],
-               errors: list[RowError]) -> Settings | None:
+               errors: list[RowError]) -> DepartementSettings | None:
     """Parse one row, appending its errors; None when any cell is refused."""
     count = len(errors)
 
@@ -312,7 +266,7 @@ def _parse_row(row: Row, depts: dict[str, Departement], seen: dict[str, int],
     )
     if len(errors) > count:
         return None
-    return Settings(code=code, **values)
+    return DepartementSettings(code=code, **values)
 
 
 def _code(text: str, depts: dict[str, Departement], seen: dict[str, int], number: int) -> str:
@@ -334,61 +288,3 @@ def _code(text: str, depts: dict[str, Departement], seen: dict[str, int], number
 def _bad_extension(path: Path) -> str:
     return (f"extension non prise en charge : « {Path(path).suffix} » "
             "(attendu : .csv ou .xlsx)")
-
-
-def _load(db: Session) -> list[Departement]:
-    return list(db.scalars(select(Departement).options(
-        selectinload(Departement.lines), selectinload(Departement.slots),
-        selectinload(Departement.exceptions))))
-
-
-def _worked_holidays(db: Session) -> dict[str, tuple[str, ...]]:
-    """Per-département worked holidays (the national ones are not part of the file)."""
-    result: dict[str, list[str]] = {}
-    for w in db.scalars(select(WorkedHoliday).where(WorkedHoliday.departement_code.is_not(None),
-                                                    WorkedHoliday.worked)):
-        result.setdefault(w.departement_code, []).append(w.holiday_name)
-    return {code: tuple(sorted(names)) for code, names in result.items()}
-
-
-def _normal(text: str | None) -> str:
-    """Stored text as an export writes it and an import reads it back: exports round-trip."""
-    return " ".join(text_policy.clean(text or "").split())
-
-
-def _current(dept: Departement, worked: tuple[str, ...]) -> Settings:
-    """A département's settings in the database, in the same normalized form as a parsed row."""
-    def periods(kind: str) -> tuple[Period, ...]:
-        opening = kind == "opening"  # closures are whole days: stray hours are not theirs
-        found = [Period(e.start_date, e.end_date, _normal(e.reason),
-                        e.start_time if opening else None, e.end_time if opening else None)
-                 for e in dept.exceptions if e.kind.name == kind]
-        return tuple(sorted(found, key=rules.period_key))
-
-    return Settings(
-        code=dept.code, phone_assistance=dept.phone_assistance,
-        lines=tuple(line.number for line in dept.lines if line.active),
-        ring_strategy=dept.ring_strategy, ring_timeout=dept.ring_timeout,
-        voicemail_enabled=dept.voicemail_enabled, form_url=_normal(dept.form_url) or None,
-        email=_normal(dept.email) or None,
-        slots=tuple(sorted((s.weekday, s.start, s.end) for s in dept.slots)),
-        closures=periods("closure"), openings=periods("opening"), worked_holidays=worked)
-
-
-def _format(s: Settings, name: str) -> dict[str, str]:
-    """Settings as the text cells of one row."""
-    return {
-        "Code": s.code,
-        "Département": name,
-        "Assistance téléphonique": rules.format_yes_no(s.phone_assistance),
-        "Lignes": rules.format_lines(s.lines),
-        "Sonnerie": rules.format_ring_strategy(s.ring_strategy),
-        "Durée de sonnerie (s)": str(s.ring_timeout),
-        "Messagerie vocale": rules.format_yes_no(s.voicemail_enabled),
-        "Formulaire": s.form_url or "",
-        "Courriel": s.email or "",
-        "Horaires": rules.format_slots(s.slots),
-        "Fermetures exceptionnelles": rules.format_periods(s.closures),
-        "Ouvertures exceptionnelles": rules.format_periods(s.openings),
-        "Jours fériés travaillés": rules.format_holidays(s.worked_holidays),
-    }

@@ -59,6 +59,9 @@ class Departement(Base):
     form_url: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    #: Moved on by every save of the département's settings: an editor who loaded an older
+    #: version is refused (optimistic locking), so a concurrent change is never overwritten.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     lines: Mapped[list[Line]] = relationship(
         back_populates="departement", order_by="Line.position", cascade="all, delete-orphan")

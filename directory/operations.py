@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, selectinload
 from directory import rules
 from directory.models import (DateException, Departement, ExceptionKind, Line, OpeningSlot,
                               RingStrategy, WorkedHoliday)
-from directory.reference import territories
+from audit.operations import record
+from directory.reference import official_order, territories
 from directory.rules import DirectoryError, checked_text
 from directory.schedule import DepartementView, Exception_, LineView, Slot, fold
 
@@ -99,6 +100,11 @@ def snapshot(db: Session, code: str) -> DepartementView | None:
     worked: dict[str, bool] = {}
     for name, code, is_worked in sorted(rows, key=lambda r: r[1] is not None):  # national first
         worked[name] = is_worked
+    return _view(dept, worked)
+
+
+def _view(dept: Departement, worked: dict[str, bool]) -> DepartementView:
+    """The snapshot of a loaded département; `worked` maps holiday names to worked or not."""
     return DepartementView(
         code=dept.code, name=dept.name, timezone=dept.timezone,
         holiday_subdiv=dept.holiday_subdiv, phone_assistance=dept.phone_assistance,
@@ -113,13 +119,14 @@ def snapshot(db: Session, code: str) -> DepartementView | None:
 
 
 def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | None = None,
-                       worked: bool | None = True) -> str:
+                       worked: bool | None = True, *, actor=None) -> str:
     """Say whether a public holiday is worked, nationally or for one département; its name.
 
     Nationally, `worked` False removes the national declaration. For a département, its own
     setting wins over the national one: True worked there, False off there, None follows the
     national setting again. The name is checked against the holidays of the département (of
     any département when national), accents and case aside, and stored as the library spells it.
+    With an `actor` the change is audited (a whole-settings save audits it itself).
     """
     if departement_code is not None:
         dept = get_departement(db, departement_code)
@@ -142,7 +149,35 @@ def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | N
         db.add(WorkedHoliday(holiday_name=name, departement_code=departement_code,
                              worked=bool(worked)))
     db.flush()
+    if actor is not None:
+        state = {True: "travaillé", False: "chômé", None: "réglage national"}[worked]
+        scope = f"département {departement_code}" if departement_code else "tous les départements"
+        record(db, actor, entity="jour férié", departement_code=departement_code,
+               summary=f"{name} : {state} ({scope})")
     return name
+
+
+def all_snapshots(db: Session) -> list[DepartementView]:
+    """Every département's snapshot (as the call flow sees it), in the official order, read in
+    a handful of queries whatever the number of départements."""
+    depts = db.scalars(select(Departement).options(
+        selectinload(Departement.lines), selectinload(Departement.slots),
+        selectinload(Departement.exceptions)))
+    rows = db.execute(select(WorkedHoliday.holiday_name, WorkedHoliday.departement_code,
+                             WorkedHoliday.worked)).all()
+    national = {name for name, code, is_worked in rows if code is None and is_worked}
+    own: dict[str, dict[str, bool]] = {}
+    for name, code, is_worked in rows:
+        if code is not None:
+            own.setdefault(code, {})[name] = is_worked
+    views = [_view(d, {**{n: True for n in national}, **own.get(d.code, {})}) for d in depts]
+    return official_order(views, lambda v: v.code)
+
+
+def national_worked_holidays(db: Session) -> list[str]:
+    """Holidays declared worked in every département (unless one keeps the day off)."""
+    return sorted(db.scalars(select(WorkedHoliday.holiday_name).where(
+        WorkedHoliday.departement_code.is_(None), WorkedHoliday.worked)))
 
 
 def add_exception(db: Session, dept: Departement, kind: str, start_date, end_date,

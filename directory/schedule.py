@@ -181,3 +181,31 @@ def availability(dept: DepartementView, at: datetime) -> Availability:
         closure_reason=detail if reason is ClosedReason.closure else None,
         next_opening=after,
     )
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    """What one local day looks like for a département (the year view)."""
+
+    day: date
+    #: "closure", "opening", "holiday", "worked_holiday", "open" or "closed" (no slot that day).
+    kind: str
+    #: Holiday name, closure or opening reason.
+    label: str = ""
+    intervals: tuple[tuple[time, time], ...] = ()
+
+
+def calendar_day(dept: DepartementView, day: date) -> CalendarDay:
+    """The day's kind and label: closures win over openings, openings over holidays."""
+    intervals, reason, detail = _day_intervals(dept, day)
+    if reason is ClosedReason.closure:
+        return CalendarDay(day, "closure", detail or "")
+    if reason is ClosedReason.holiday:
+        return CalendarDay(day, "holiday", detail or "")
+    openings = [e for e in dept.exceptions if e.kind == "opening" and e.covers(day)]
+    if openings:
+        return CalendarDay(day, "opening", openings[0].reason, tuple(intervals))
+    listed = _holiday_table(dept.holiday_subdiv, day.year).get(day)
+    if listed:  # a holiday, but worked here
+        return CalendarDay(day, "worked_holiday", listed.replace(";", ","), tuple(intervals))
+    return CalendarDay(day, "open" if intervals else "closed", "", tuple(intervals))

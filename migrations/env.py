@@ -8,6 +8,8 @@ from core.db import Base
 import directory.models  # noqa: F401  (registers tables)
 import tracking.models  # noqa: F401
 import scheduler.models  # noqa: F401
+import accounts.models  # noqa: F401
+import audit.models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

@@ -17,6 +17,7 @@ from app import create_app
 from core import db as core_db
 from core.cli import upgrade
 from core.db import Base, make_engine
+from devtools.clock import Clock
 from devtools.pgcluster import Cluster
 from directory.operations import load_demo, seed_departements
 from ivr.simulator import Emulator, FlaskTransport
@@ -59,21 +60,6 @@ def _reset(engine) -> None:
         else:
             for t in tables:
                 conn.execute(t.delete())
-
-
-class Clock:
-    """A settable clock: tests say when the call happens."""
-
-    def __init__(self):
-        self.now = datetime(2026, 12, 21, 10, 0, tzinfo=PARIS)  # a Monday, open in Paris
-
-    def set(self, text_or_dt) -> None:
-        self.now = (datetime.fromisoformat(text_or_dt) if isinstance(text_or_dt, str) else text_or_dt)
-        if self.now.tzinfo is None:
-            self.now = self.now.replace(tzinfo=PARIS)
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,1 @@
+"""Accounts: users, roles, passwords, and who may do what (permissions.py)."""

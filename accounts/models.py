@@ -1,0 +1,79 @@
+"""Users of the web interface and the départements a referent answers for."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, UTCDateTime, utcnow
+
+
+class Role(enum.Enum):
+    """What a user is to the service; the value is the French label shown to people."""
+
+    admin = "administrateur"  #: edits the directory, prompts and accounts
+    national = "équipe nationale"  #: reads every département, downloads national figures
+    referent = "référent"  #: answers for one or more départements
+
+
+#: Which départements a referent answers for (admins and the national team see them all).
+user_departements = Table(
+    "user_departements", Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("departement_code", ForeignKey("departements.code", ondelete="CASCADE"),
+           primary_key=True),
+)
+
+
+class User(Base):
+    """A person who logs in to the web interface."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Login, always lower case; unique.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20,
+                                            validate_strings=True))
+    #: Argon2id hash; None until a password is set (the account cannot log in).
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    #: A disabled account cannot log in, and its open sessions end at their next request.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    departements: Mapped[list["Departement"]] = relationship(  # noqa: F821
+        secondary=user_departements, order_by="Departement.code")
+
+    @property
+    def departement_codes(self) -> frozenset[str]:
+        """Codes of the départements this user answers for (referents)."""
+        return frozenset(d.code for d in self.departements)
+
+    def fingerprint(self) -> str:
+        """Changes whenever the password does: ties sessions and reset links to the current one."""
+        return hashlib.sha256((self.password_hash or "-").encode()).hexdigest()[:16]
+
+    # What Flask-Login reads off a user: the session holds the id and the password's
+    # fingerprint, so a password change or a disabled account ends every open session.
+    def get_id(self) -> str:
+        """The session's reference to this user."""
+        return f"{self.id}:{self.fingerprint()}"
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login's name for `active`."""
+        return self.active
+
+    @property
+    def label(self) -> str:
+        """How the user is named to people: name and email."""
+        return f"{self.name} <{self.email}>" if self.name else self.email

@@ -1,0 +1,103 @@
+"""The web interface: admins, referents and the national team, in French, on the DSFR.
+
+Each audience has a blueprint; `policy.py` decides who reaches which view; views are thin and
+call the same operations as the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import phonenumbers
+
+from flask import Flask, render_template, request
+
+from web import policy
+from web.extensions import csrf, limiter, login_manager
+
+#: Content-Security-Policy of every page: no inline script or style, nothing from elsewhere.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; media-src 'self'; object-src 'none'; "
+       "base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+def init_app(app: Flask) -> None:
+    """Bind the extensions, the access policy, the security headers and the blueprints."""
+    production = app.config["SVI_ENV"] == "production"
+    secure = production or str(app.config["PUBLIC_BASE_URL"]).startswith("https://")
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure, REMEMBER_COOKIE_SECURE=secure,
+        SESSION_COOKIE_NAME="svi_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["WEB_SESSION_HOURS"]),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
+        RATELIMIT_HEADERS_ENABLED=False,
+    )
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Connectez-vous pour accéder à cette page."
+    login_manager.login_message_category = "info"
+    limiter.init_app(app)
+    policy.init_app(app)
+
+    from web import auth, directory_pages, admin_pages, preview_pages, home
+    for module in (auth, home, directory_pages, admin_pages, preview_pages):
+        app.register_blueprint(module.bp)
+    from ivr.blueprint import bp as ivr_bp
+    csrf.exempt(ivr_bp)
+
+    @app.context_processor
+    def _navigation():
+        return {"navigation": navigation}
+
+    app.jinja_env.filters["phone"] = phone
+
+    @app.after_request
+    def _security_headers(response):
+        if request.blueprint != "ivr":
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            if response.mimetype == "text/html":
+                response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    for status, title in ((400, "Requête invalide"), (403, "Accès refusé"),
+                          (404, "Page introuvable"), (405, "Méthode non autorisée"),
+                          (413, "Fichier trop volumineux"), (429, "Trop de tentatives"),
+                          (500, "Erreur du service")):
+        app.register_error_handler(status, _error_page(status, title))
+
+
+def phone(number: str) -> str:
+    """An E.164 number as people read it: "+33 1 99 00 93 01"."""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(number, None),
+                                          phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return number
+
+
+def navigation() -> list[tuple[str, str]]:
+    """The main menu of the current user: only what their role may open."""
+    from flask_login import current_user
+    from accounts import permissions
+    items = [("directory_pages.overview", "Annuaire"),
+             ("preview_pages.preview", "Ce qu'entendront les appelants")]
+    if permissions.may_administer(current_user):
+        items += [("admin_pages.import_directory", "Import et export"),
+                  ("admin_pages.audit_log", "Journal des modifications")]
+    return items
+
+
+def _error_page(status: int, title: str):
+    def handler(error):
+        if request.blueprint == "ivr":  # webhooks keep their own answers
+            return error
+        description = getattr(error, "description", "") or ""
+        return render_template("errors/error.html", status=status, title=title,
+                               description=description), status
+    return handler
