@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from core.text import clean
+
 #: What Twilio sends as `From` when the caller hides their number.
 HIDDEN_NUMBERS = {"", "anonymous", "unknown", "restricted", "private", "unavailable"}
 
@@ -32,7 +34,7 @@ def mask_number(number: str | None) -> str:
     """
     if is_hidden(number):
         return "masqué"
-    number = "".join(number.split())
+    number = "".join(clean(number).split())  # stored and shown: only text XML can hold
     if len(number) <= 6:
         return "•" * len(number)
     return number[:4] + "•" * min(len(number) - 6, MASKED_MAX - 6) + number[-2:]

@@ -43,20 +43,30 @@ def check_size(path: Path, max_bytes: int) -> None:
 #: this; a huge one is what a hostile file uses to make the XML parser work for minutes.
 MAX_TOKEN_BYTES = 1024 * 1024
 _LONG_TOKEN = re.compile(rb"[^<>]{%d}" % MAX_TOKEN_BYTES)
+#: Shared strings a workbook may hold: openpyxl loads them all into memory before the first row
+#: (28 million tiny ones, 1 MB zipped, cost 2.7 GB). A genuine one needs about one per row.
+MAX_STRINGS = 1_000_000
+#: Cells a workbook may hold, all sheets together (about 20 per row of the largest import).
+MAX_CELLS = 5_000_000
+#: Opening tags of a shared string and of a cell, with or without a namespace prefix.
+_STRING = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s/>]")
+_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s/>]")
 #: Reading an upload never takes longer than this, whatever the file holds.
 READ_SECONDS = 120
 
 
-def _scan_members(archive: zipfile.ZipFile) -> None:
-    """Stream every XML part once, refusing a markup token longer than MAX_TOKEN_BYTES.
+def _scan_members(archive: zipfile.ZipFile, *, max_strings: int, max_cells: int) -> None:
+    """Stream every part once, whatever its name, refusing a markup token longer than
+    MAX_TOKEN_BYTES and more shared strings or cells than allowed.
 
     Checked at C speed before any parsing: expat takes minutes over a single 95 MB token that
-    compresses to 100 KB, and nothing of openpyxl's can be interrupted meanwhile.
+    compresses to 100 KB, openpyxl loads every shared string before the first row, and nothing
+    of openpyxl's can be interrupted meanwhile. A part's name proves nothing: the workbook's
+    relationships may point to "sheet1.bin".
     """
     chunk_size = 4 * MAX_TOKEN_BYTES
+    strings = cells = 0
     for info in archive.infolist():
-        if not info.filename.endswith((".xml", ".rels", ".vml")):
-            continue
         with archive.open(info) as part:
             tail = b""
             while True:
@@ -67,24 +77,35 @@ def _scan_members(archive: zipfile.ZipFile) -> None:
                 if _LONG_TOKEN.search(data):
                     raise UnreadableFile("classeur refusé : contenu anormal (une valeur de plus "
                                          f"de {MAX_TOKEN_BYTES // 1024} Ko)")
+                strings += len(_STRING.findall(data))
+                cells += len(_CELL.findall(data))
+                if strings > max_strings:
+                    raise UnreadableFile("classeur refusé : trop de textes différents "
+                                         f"({max_strings} au maximum)")
+                if cells > max_cells:
+                    raise UnreadableFile(f"classeur refusé : trop de cellules ({max_cells} au "
+                                         "maximum, toutes feuilles comprises)")
                 # Keep what may be the start of a token that continues in the next chunk.
                 cut = max(data.rfind(b"<"), data.rfind(b">"))
                 tail = data[cut + 1:] if cut >= 0 else data
 
 
-def open_untrusted_workbook(path: Path, *, max_unzipped_bytes: int):
+def open_untrusted_workbook(path: Path, *, max_unzipped_bytes: int,
+                            max_strings: int = MAX_STRINGS, max_cells: int = MAX_CELLS):
     """Open an uploaded .xlsx read-only, values only, refusing zip bombs and broken files.
 
     openpyxl parses with defusedxml when it is installed (requirements.txt pins it), so entity
-    expansion and external entities are refused too. Every XML part is first streamed through
-    `_scan_members`, so that no single token can hold the parser for minutes.
+    expansion and external entities are refused too. Every part is first streamed through
+    `_scan_members`, so that no single token can hold the parser for minutes, nor a flood of
+    tiny strings or cells fill the memory.
     """
     try:
         with zipfile.ZipFile(path) as archive:
             unzipped = sum(info.file_size for info in archive.infolist())
             if unzipped > max_unzipped_bytes:
-                raise UnreadableFile("classeur trop volumineux une fois décompressé")
-            _scan_members(archive)
+                raise UnreadableFile("classeur trop volumineux une fois décompressé "
+                                     f"({max_unzipped_bytes // 2 ** 20} Mo au maximum)")
+            _scan_members(archive, max_strings=max_strings, max_cells=max_cells)
     except UnreadableFile:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError,

@@ -4,8 +4,10 @@ Everything the service stores ends up in XML sooner or later: TwiML read to call
 workbooks, emails. XML 1.0 can never hold C0 control characters other than tab, line feed and
 carriage return, lone surrogates, or U+FFFE/U+FFFF; a single one makes the whole document
 unreadable (Twilio plays its error message, Excel refuses the file). Entry points refuse such
-text with `check` (naming the place); writers pass text through `clean`, so text stored before
-this policy, or by another way, cannot break them either.
+text with `check` (naming the place), which also stores line breaks as LF alone (web text areas
+send CRLF, and a workbook gives a CR back as LF: a round trip must not see a change); writers
+pass text through `clean`, so text stored before this policy, or by another way, cannot break
+them either.
 """
 
 from __future__ import annotations
@@ -38,12 +40,18 @@ def describe(char: str) -> str:
     return f"U+{ord(char):04X}"
 
 
+def newlines(text: str) -> str:
+    """`text` with every line break (CRLF, CR) as LF, as it is stored."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def check(text: str, where: str) -> str:
-    """Return `text` if acceptable, else raise TextRefused naming `where` and the character."""
+    """`text` as stored (line breaks as LF) if acceptable, else TextRefused naming `where` and
+    the character."""
     char = forbidden(text)
     if char is not None:
         raise TextRefused(f"{where} : caractère invisible ou interdit ({describe(char)})")
-    return text
+    return newlines(text)
 
 
 def clean(text: str) -> str:

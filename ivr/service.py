@@ -20,6 +20,7 @@ from flask import current_app, request, url_for
 from callflows import engine
 from callflows.actions import CallState, Hangup, Say
 from core import db
+from core import text as text_policy
 from core.privacy import caller_hash, mask_number
 from directory import cache as directory_cache
 from ivr import state as url_state
@@ -27,7 +28,7 @@ from ivr.twiml import Renderer, apology
 from prompts import french
 from tracking import operations as tracking
 from tracking import recorder
-from tracking.journal import DB_ERRORS, journal_of
+from tracking.journal import DB_ERRORS, entries_holding, journal_of
 
 log = logging.getLogger("svi.ivr")
 
@@ -67,15 +68,28 @@ def _event_time(default):
     return at
 
 
-def _int(name: str) -> int | None:
-    """A duration Twilio posts, in seconds; None when absent, not ASCII digits, or absurd."""
+def _int(name: str, limit: int | None = None) -> int | None:
+    """A duration Twilio posts, in seconds; None when absent, not ASCII digits, or absurd.
+
+    `limit`: the longest this duration can be (the limit the service gave Twilio for the verb):
+    a longer one is brought back to it, with a log line."""
     value = request.form.get(name, "")
     if not value:
         return None
     if not (value.isascii() and value.isdigit() and int(value) <= MAX_SECONDS):
         log.warning("%s ignored (%r) for call %s", name, value[:20], _sid("CallSid"))
         return None
+    if limit is not None and int(value) > limit:
+        log.warning("%s of %s s brought back to its limit of %d s for call %s", name, value,
+                    limit, _sid("CallSid"))
+        return limit
     return int(value)
+
+
+def _text(name: str, max_length: int) -> str:
+    """A text field Twilio posts, as it may be stored: cleaned by the one text policy (a NUL or
+    another character XML and PostgreSQL refuse is dropped) and bounded."""
+    return text_policy.clean(request.form.get(name, ""))[:max_length]
 
 
 def _sid(name: str, value: str | None = None) -> str:
@@ -164,7 +178,9 @@ def deliver(kind: str, payload: dict, *, hot=None) -> None:
                     payload["sid"], exc_info=log.isEnabledFor(logging.DEBUG))
         _journal(journal, kind, payload)
     except Exception:
-        log.exception("tracking failed (%s) for call %s", kind, payload["sid"])
+        # Never a silent drop: the journal retries it, then sets it aside for the operator.
+        log.exception("tracking failed (%s) for call %s: journaled", kind, payload["sid"])
+        _journal(journal, kind, payload)
 
 
 def _journal(journal, kind: str, payload: dict) -> None:
@@ -189,11 +205,19 @@ def answer_or_apologize(handler):
         log.exception("webhook %s failed for call %s", request.path, _sid("CallSid") or "?")
         if request.endpoint in ("ivr.voice", "ivr.step"):
             try:
-                deliver("error", dict(sid=_sid("CallSid"), at=_now(), step=request.args.get("s"),
-                                      event=tracking.event_data(request.form), **_caller()))
+                # At the first request the apology proves the call reached the service; later,
+                # it only counts for a call the service answered.
+                kind = "first_error" if request.endpoint == "ivr.voice" else "error"
+                deliver(kind, _apology_record())
             except Exception:
                 log.exception("technical failure of call %s not recorded", _sid("CallSid"))
         return apology(renderer(), _form_url())
+
+
+def _apology_record() -> dict:
+    """The tracking record of a webhook answered with the technical apology."""
+    return dict(sid=_sid("CallSid"), at=_now(), step=request.args.get("s"),
+                called=_text("To", 64), event=tracking.event_data(request.form), **_caller())
 
 
 # -- webhooks ---------------------------------------------------------------------------------
@@ -224,17 +248,18 @@ def deliver_first_webhook(now, track: dict, event_step: str, who: dict | None = 
     """Record the call of this first webhook and its event: committed on the hot connection
     (or through the ORM when the CallSid is already stored or the flow said more), or journaled."""
     form = request.form
-    deliver("first", dict(sid=_sid("CallSid"), called=form.get("To"), at=now, track=track,
+    deliver("first", dict(sid=_sid("CallSid"), called=_text("To", 64), at=now, track=track,
                           event=tracking.event_data(form), event_step=event_step,
                           **(who or _caller())),
             hot=recorder.record_first_hot)
 
 
 def _accepted(leg_sid: str | None) -> bool:
-    """The referent accepted this leg: recorded, kept apart, or still in the journal."""
-    journal = journal_of(current_app._get_current_object())
-    if any(e["kind"] == "whisper_result" and e["payload"].get("leg_sid") == leg_sid
-           and e["payload"].get("accepted") for e in journal.pending()):
+    """The referent accepted this leg: recorded, kept apart, or still in a journal — this
+    process's or another worker's (the whisper's webhooks may have reached another one)."""
+    folder = journal_of(current_app._get_current_object()).folder
+    if any(e.get("kind") == "whisper_result" and e["payload"].get("leg_sid") == leg_sid
+           and e["payload"].get("accepted") for e in entries_holding(folder, leg_sid)):
         return True
     try:
         return recorder.leg_accepted(db.session(), leg_sid)
@@ -250,12 +275,15 @@ def step_result() -> str:
     dial_status = form.get("DialCallStatus")
     leg_sid = _sid("DialCallSid") or None
     accepted = _accepted(leg_sid) if dial_status and leg_sid else False
+    cfg = current_app.config
     inp = engine.Input(digits=form.get("Digits") or None, dial_status=dial_status,
-                       dial_accepted=accepted, recording_url=form.get("RecordingUrl"),
-                       recording_seconds=_int("RecordingDuration"))
+                       dial_accepted=accepted, recording_url=_text("RecordingUrl", 300) or None,
+                       recording_seconds=_int("RecordingDuration", cfg["SVI_VOICEMAIL_MAX_SECONDS"]))
     result = engine.resume(_flow(), state, inp, _context(now))
     body = renderer().response(result.actions)
-    dial = (dict(leg_sid=leg_sid, status=dial_status[:20], duration=_int("DialCallDuration"))
+    # Twilio cuts a forwarded call at the time limit the <Dial> gave it.
+    dial = (dict(leg_sid=leg_sid, status=_text("DialCallStatus", 20),
+                 duration=_int("DialCallDuration", cfg["SVI_CALL_TIME_LIMIT"]))
             if dial_status else None)
     deliver("step", dict(sid=_sid("CallSid"), at=now, step=state.step, dial=dial,
                          track=result.track, event=tracking.event_data(form), **_caller()))
@@ -269,7 +297,7 @@ def whisper() -> str:
     result = engine.whisper(_flow(), state, _context(now))
     # The whisper's Gather posts to its own endpoint, not to the caller's flow.
     body = renderer().response(result.actions, result_endpoint="ivr.whisper_result")
-    deliver("whisper", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"), number=form.get("To", ""),
+    deliver("whisper", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"), number=_text("To", 32),
                             at=now, step=state.step, event=tracking.event_data(form)))
     return body
 
@@ -283,7 +311,7 @@ def whisper_result() -> str:
     state = url_state.decode(request.args)
     accepted = engine.whisper_accepted(_flow(), state, form.get("Digits"))
     deliver("whisper_result", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"),
-                                   number=form.get("To", ""), at=now, accepted=accepted,
+                                   number=_text("To", 32), at=now, accepted=accepted,
                                    event=tracking.event_data(form)))
     if accepted:
         return renderer().response([])
@@ -293,8 +321,8 @@ def whisper_result() -> str:
 def call_status() -> str:
     """POST /ivr/status: status callback of the inbound call."""
     now, form = _now(), request.form
-    deliver("status", dict(sid=_sid("CallSid"), at=_event_time(now),
-                           status=form.get("CallStatus", "")[:20], duration=_int("CallDuration"),
+    deliver("status", dict(sid=_sid("CallSid"), at=_event_time(now), received=now,
+                           status=_text("CallStatus", 20), duration=_int("CallDuration"),
                            event=tracking.event_data(form)))
     return renderer().response([])
 
@@ -303,14 +331,19 @@ def leg_status() -> str:
     """POST /ivr/leg-status: status callback of a dialled leg."""
     now, form = _now(), request.form
     deliver("leg_status", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"),
-                               number=form.get("To", ""), at=_event_time(now),
-                               status=form.get("CallStatus", "")[:20],
+                               number=_text("To", 32), at=_event_time(now), received=now,
+                               status=_text("CallStatus", 20),
                                duration=_int("CallDuration"), event=tracking.event_data(form)))
     return renderer().response([])
 
 
 def fallback() -> str:
-    """POST /ivr/fallback: Twilio's Fallback URL; answers without touching the database."""
-    log.error("fallback URL called for call %s (error %s)", request.form.get("CallSid", "?"),
-              request.form.get("ErrorCode", "?"))
+    """POST /ivr/fallback: Twilio's Fallback URL; answers without touching the database.
+
+    The caller hears the technical apology: a technical failure, appended to the journal (a
+    file), whose replay records it — creating the call if its first webhook never got through."""
+    log.error("fallback URL called for call %s (error %s)", _sid("CallSid") or "?",
+              _text("ErrorCode", 20) or "?")
+    if _sid("CallSid"):
+        _journal(journal_of(current_app._get_current_object()), "first_error", _apology_record())
     return apology(renderer(), _form_url())

@@ -16,11 +16,14 @@ import pytest
 from defusedxml import ElementTree
 from sqlalchemy import func, select
 
-from ivr.simulator import Referent
+from app import create_app
+from core.db import dispose
+from ivr.simulator import Emulator, FlaskTransport, Referent
+from tests.conftest import AUTH_TOKEN, PUBLIC_BASE
 from tests.helpers import call_record
 from tracking import journal as journal_module
 from tracking.journal import apply_entries, journal_of
-from tracking.models import CallEvent
+from tracking.models import CallEvent, Outcome
 
 #: Takes the database's write lock, says so, holds it for argv[2] seconds, then lets go.
 LOCKER = r"""
@@ -34,7 +37,8 @@ else:
     import psycopg
     conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
     # A migration or a bulk job: writers wait, readers do not.
-    conn.execute("LOCK TABLE calls, call_events, call_legs, solicitations IN EXCLUSIVE MODE")
+    conn.execute("LOCK TABLE calls, call_events, call_legs, solicitations, unmatched_callbacks "
+                 "IN EXCLUSIVE MODE")
 print("locked", flush=True)
 time.sleep(seconds)
 conn.rollback() if hasattr(conn, "rollback") else None
@@ -149,3 +153,44 @@ def test_an_unwritable_journal_still_answers_the_caller(app, twilio, db, tmp_pat
     assert t.dialled and "difficulté technique" not in " ".join(t.heard)
     assert all(status == 200 for _, _, status in t.requests)
     assert "LOST" in caplog.text
+
+
+class SplitTransport:
+    """Two workers (gunicorn -w 2) sharing the database and the journal folder: the referent's
+    whisper webhooks reach one, the caller's the other."""
+
+    def __init__(self, whisper_app, other_app):
+        self.whisper, self.other = FlaskTransport(whisper_app), FlaskTransport(other_app)
+
+    def post(self, url, params, headers):
+        return (self.whisper if "/ivr/whisper" in url else self.other).post(url, params, headers)
+
+
+def test_an_acceptance_journaled_by_another_worker_counts(app, db):
+    """During a lock, worker A journals the referent's acceptance; worker B, which gets the dial
+    result, must see it: the caller is not told that every line is busy, the call is answered
+    with its talk time once both journals are replayed, in whichever order."""
+    config = {key: app.config[key] for key in ("DATABASE_URL", "TWILIO_AUTH_TOKEN",
+                                               "PUBLIC_BASE_URL", "SVI_CALLER_ID", "SECRET_KEY",
+                                               "CLOCK", "JOURNAL_DIR")}
+    other = create_app(config)
+    twilio = Emulator(SplitTransport(app, other), auth_token=AUTH_TOKEN, public_base=PUBLIC_BASE)
+    whisper_journal = journal_of(app)
+    whisper_journal._start_replayer = lambda: None  # replayed by hand, last
+    try:
+        locker = _locked_for(app, 6)
+        try:
+            t = twilio.call(caller="+33612345678", keys=["75", "1", "2"],
+                            referents=[Referent("accept", talk_seconds=42)])
+        finally:
+            locker.wait(timeout=20)
+        assert "occupées" not in " ".join(t.heard)
+        assert any(e["kind"] == "whisper_result" for e in whisper_journal.pending())
+        assert journal_of(other).wait_until_empty(timeout=30)  # the dial result first
+        whisper_journal.replay_pending()
+    finally:
+        journal_of(other).wait_until_empty(timeout=30)
+        dispose(other)
+    call = call_record(db, t.call_sid)
+    assert (call.outcome, call.talk_seconds, call.answered_number) == \
+        (Outcome.answered, 42, "+33199007501")

@@ -110,6 +110,65 @@ def test_a_small_workbook_hiding_a_huge_token_is_refused_before_parsing(app, db,
     assert result.exit_code == 1 and "contenu anormal" in result.output
 
 
+def _renamed_sheet(path, xml: bytes, name: str):
+    """Copy of a workbook whose first sheet is the part `name`, as its relationships say."""
+    hostile = path.with_name("renamed.xlsx")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(hostile, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data, member = src.read(info), info.filename
+            if member == "xl/worksheets/sheet1.xml":
+                data, member = xml, name
+            elif member in ("[Content_Types].xml", "xl/_rels/workbook.xml.rels"):
+                data = data.replace(b"worksheets/sheet1.xml", name.removeprefix("xl/").encode())
+            dst.writestr(member, data)
+    return hostile
+
+
+@pytest.mark.parametrize("name", ["xl/worksheets/sheet1.bin", "xl/worksheets/sheet1"])
+def test_every_part_is_scanned_whatever_its_name(app, db, tmp_path, name):
+    hostile = _renamed_sheet(_book(tmp_path / "base.xlsx", []), _token_sheet(3), name)
+    result = app.test_cli_runner().invoke(args=["import-workbook", str(hostile)])
+    assert result.exit_code == 1
+    assert "contenu anormal (une valeur de plus de 1024 Ko)" in result.output
+
+
+def _shared_strings(path, count: int):
+    """Copy of a workbook with `count` tiny shared strings (1 MB zipped holds 28 million)."""
+    flooded = path.with_name("strings.xlsx")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(flooded, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" '
+                                    b'ContentType="application/vnd.openxmlformats-officedocument.'
+                                    b'spreadsheetml.sharedStrings+xml"/></Types>')
+            elif info.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", b'<Relationship Id="rId99" Type="http://'
+                                    b'schemas.openxmlformats.org/officeDocument/2006/relationships/'
+                                    b'sharedStrings" Target="sharedStrings.xml"/></Relationships>')
+            dst.writestr(info, data)
+        dst.writestr("xl/sharedStrings.xml", b'<sst xmlns="http://schemas.openxmlformats.org/'
+                     b'spreadsheetml/2006/main">' + b"<x:si><t>a</t></x:si>" * count + b"</sst>")
+    return flooded
+
+
+def test_a_flood_of_shared_strings_or_cells_is_refused_before_loading(app, db, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(workbook_import, "MAX_STRINGS", 1000)
+    monkeypatch.setattr(workbook_import, "MAX_CELLS", 50)
+    base = _book(tmp_path / "base.xlsx", [_email_row(f"n° {i}") for i in range(3)])
+    result = app.test_cli_runner().invoke(args=["import-workbook", str(base)])
+    assert result.exit_code == 0, result.output  # a genuine file under the limits
+    flooded = _shared_strings(base, 1001)
+    result = app.test_cli_runner().invoke(args=["import-workbook", str(flooded)])
+    assert result.exit_code == 1
+    assert "classeur refusé : trop de textes différents (1000 au maximum)" in result.output
+    wide = _book(tmp_path / "wide.xlsx", [_email_row(f"n° {i}") for i in range(6)])
+    result = app.test_cli_runner().invoke(args=["import-workbook", str(wide)])
+    assert result.exit_code == 1
+    assert "trop de cellules (50 au maximum, toutes feuilles comprises)" in result.output
+
+
 def test_rows_are_counted_across_all_sheets(app, db, tmp_path, monkeypatch):
     monkeypatch.setattr(workbook_import, "MAX_READ_ROWS", 25)
     path = _book(tmp_path / "many.xlsx", [_email_row(f"n° {i}") for i in range(10)],
@@ -203,6 +262,32 @@ def test_reimporting_an_unmodified_export_changes_nothing(app, db, tmp_path):
     db.expire_all()
     assert db.scalars(select(Solicitation.comment).where(Solicitation.id.in_(ids))
                       .order_by(Solicitation.id)).all() == stored
+
+
+@pytest.mark.parametrize("comment", ["ligne 1\r\nligne 2", "a\rb", "fin\r\n\r\n"])
+def test_a_comment_typed_with_carriage_returns_round_trips_exactly(app, db, tmp_path, comment):
+    """Web text areas send CRLF, a workbook gives a CR back as LF: stored as LF, the export of a
+    comment qualified from the command line re-imports with no change."""
+    row = factories.solicitation_row(db, departement="93", comment="x",
+                                     occurred_at=datetime(2026, 11, 10, 9, tzinfo=PARIS))
+    cli = app.test_cli_runner()
+    result = cli.invoke(args=["solicitations", "qualify", row.reference, "--thematique", "usage",
+                              "--motif", "doublons", "--comment", comment])
+    assert result.exit_code == 0, result.output
+    db.expire_all()
+    assert "\r" not in db.get(Solicitation, row.id).comment
+    path = tmp_path / "93.xlsx"
+    assert cli.invoke(args=["export", "--departement", "93", "--quarter", "2026-Q4",
+                            "-o", str(path)]).exit_code == 0
+    result = cli.invoke(args=["import-workbook", str(path)])
+    assert result.exit_code == 0 and "0 mise(s) à jour, 1 inchangée(s)" in result.output, result.output
+    # Stored with a CR before this policy: compared as the export gives it back.
+    db.execute(text("UPDATE solicitations SET comment = :c"), {"c": comment.strip() + "\rz"})
+    db.commit()
+    assert cli.invoke(args=["export", "--departement", "93", "--quarter", "2026-Q4",
+                            "-o", str(path)]).exit_code == 0
+    result = cli.invoke(args=["import-workbook", str(path)])
+    assert result.exit_code == 0 and "0 mise(s) à jour, 1 inchangée(s)" in result.output, result.output
 
 
 def test_directory_export_with_stored_oddities_reimports_unchanged(app, db, tmp_path):

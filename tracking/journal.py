@@ -40,6 +40,8 @@ MAX_BACKOFF = 5.0
 DB_ERRORS = DB_UNAVAILABLE
 #: Entries replayed per transaction.
 REPLAY_BATCH = 100
+#: Where entries no replay can apply are set aside for the operator (never replayed again).
+REJECTED = "rejected.jsonl"
 
 
 def _json_default(value):
@@ -135,8 +137,8 @@ class Journal:
                     raise
                 except Exception:
                     log.exception("journal : enregistrement %s impossible à appliquer, mis de "
-                                  "côté dans %s", batch[0]["id"], self.folder / "rejected.jsonl")
-                    with open(self.folder / "rejected.jsonl", "a", encoding="utf-8") as f:
+                                  "côté dans %s", batch[0]["id"], self.folder / REJECTED)
+                    with open(self.folder / REJECTED, "a", encoding="utf-8") as f:
                         f.write(json.dumps(batch[0], ensure_ascii=False) + "\n")
             with self._lock:
                 for _ in batch:
@@ -190,6 +192,8 @@ def replay_orphans(folder: Path, sessions: sessionmaker) -> int:
     """
     applied = 0
     for path in sorted(Path(folder).glob("*.jsonl")):
+        if path.name == REJECTED:
+            continue
         with open(path, "r+b") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -205,6 +209,29 @@ def replay_orphans(folder: Path, sessions: sessionmaker) -> int:
                 applied += apply_entries(sessions, entries[start:start + REPLAY_BATCH])
             path.unlink()
     return applied
+
+
+def entries_holding(folder: Path, needle: str) -> list[dict]:
+    """Entries still written in any journal of `folder` (every process's, this one's included)
+    whose line holds `needle`: what another worker recorded but could not commit yet.
+
+    Journals are empty while the database takes writes, so this reads next to nothing then; a
+    line being written (not yet whole) is skipped."""
+    found, key = [], needle.encode()
+    for path in Path(folder).glob("*.jsonl"):
+        if path.name == REJECTED:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:  # deleted meanwhile by a replay
+            continue
+        for raw in data.splitlines() if key in data else ():
+            if key in raw:
+                try:
+                    found.append(json.loads(raw))
+                except ValueError:
+                    continue
+    return found
 
 
 def journal_of(app) -> Journal:

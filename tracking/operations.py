@@ -5,11 +5,14 @@ final record is the same whatever the order. Statuses only move forward; of two 
 earliest start and end are kept; of two outcomes the flow stated, a fixed precedence decides;
 what depends on several facts (an outcome inferred at hang-up, the waiting time) is derived
 from all the facts known (`_settle`), never from the order they came in. A finished call's
-step, département and thématique no longer change: replayed early webhooks cannot rewind it.
+state only moves forward: what a webhook received after the hang-up reports (a replay, a retry,
+a stale link) is ignored, but for the result of the <Dial> or <Record> that was running then,
+which Twilio posts just after it. Instants and durations are bounded by the call itself.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -17,11 +20,14 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core import text as text_policy
 from core.db import Base, RawConnection, RawStatement, UTCDateTime
 from core.privacy import mask_number
 from tracking import solicitations
 from tracking.models import (STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome,
                              UnmatchedCallback)
+
+log = logging.getLogger("svi.tracking")
 
 #: Steps during which a hang-up means "hung up while it rang", not "abandoned in the menu".
 DIAL_STEPS = {"dial"}
@@ -41,11 +47,20 @@ OUTCOME_RANK = {Outcome.error: 1, Outcome.invalid_departement: 2, Outcome.no_ans
                 Outcome.hung_up_ringing: 2, Outcome.abandoned: 2, Outcome.voicemail: 3,
                 Outcome.out_of_hours: 4, Outcome.no_phone_assistance: 4, Outcome.answered: 5}
 _OUTCOME_ORDER = {outcome: i for i, outcome in enumerate(Outcome)}
+#: Key of a dial result (leg, status, talk time) kept in the event of its webhook, so that an
+#: acceptance recorded after it can still make the call answered (see `accept_leg`).
+DIAL = "_dial"
+#: A webhook received this soon after the hang-up still happened during the call: Twilio's
+#: Timestamp is to the second, and the caller may hang up while a request is in flight.
+HANG_UP_SKEW = timedelta(seconds=5)
+#: The result of the verb running when the caller hung up (a <Dial>, a <Record>) is posted a
+#: little after the hang-up; later than this, a webhook of a finished call is a replay.
+VERB_RESULT_DELAY = timedelta(seconds=60)
 
 
 def event_data(form: dict) -> dict:
     """The part of a webhook worth keeping, with phone numbers masked and values bounded."""
-    data = {k: str(form[k])[:EVENT_VALUE_MAX] for k in EVENT_FIELDS if k in form}
+    data = {k: text_policy.clean(str(form[k]))[:EVENT_VALUE_MAX] for k in EVENT_FIELDS if k in form}
     data.update({k: mask_number(form[k]) for k in NUMBER_FIELDS if k in form})
     return data
 
@@ -57,7 +72,8 @@ def _advance(current: str | None, new: str) -> bool:
 def _new_call(call_sid: str, caller_hash: str | None, caller_masked: str, called: str | None,
               at: datetime) -> dict:
     return dict(call_sid=call_sid, started_at=at, status="in-progress", caller_hash=caller_hash,
-                caller_masked=caller_masked or "inconnu", called_number=(called or "")[:64],
+                caller_masked=caller_masked or "inconnu",
+                called_number=text_policy.clean(called or "")[:64],
                 updated_at=at, outcome_inferred=False, step_at=None)
 
 
@@ -193,6 +209,15 @@ def state_outcome(call: Call, outcome: Outcome) -> None:
         call.outcome, call.outcome_inferred = outcome, False
 
 
+def state_error(call: Call, *, at: datetime) -> None:
+    """The caller heard the technical apology at `at`: a technical failure, unless the call had
+    already ended then (a stale or replayed link failing later never changes its outcome)."""
+    if _after_hang_up(call, at, HANG_UP_SKEW):
+        log.warning("technical failure after the hang-up of call %s: outcome kept", call.call_sid)
+        return
+    state_outcome(call, Outcome.error)
+
+
 def _settle(call: Call) -> None:
     """Derive what several facts decide together, so that their order does not matter.
 
@@ -201,13 +226,22 @@ def _settle(call: Call) -> None:
     the first ring to the end of the last <Dial> or to the hang-up, whichever came first (a
     Dial's result may be posted a few seconds after the caller hung up).
     """
+    # A dial "started" after the hang-up is a replay's (applied before the hang-up was known).
+    dialled = (call.dial_started_at is not None
+               and not _after_hang_up(call, call.dial_started_at, HANG_UP_SKEW))
     if call.ended_at is not None and (call.outcome is None or call.outcome_inferred):
-        call.outcome = Outcome.hung_up_ringing if call.dial_started_at else Outcome.abandoned
+        call.outcome = Outcome.hung_up_ringing if dialled else Outcome.abandoned
         call.outcome_inferred = True
-    if call.dial_started_at is not None and call.outcome is not Outcome.answered:
+    if dialled and call.outcome is not Outcome.answered:
         ends = [end for end in (call.dial_ended_at, call.ended_at) if end is not None]
         if ends:
             call.wait_seconds = _seconds(min(ends) - call.dial_started_at)
+
+
+def _after_hang_up(call: Call, at: datetime, delay: timedelta) -> bool:
+    """True when `at` is more than `delay` after the call's known end: what a webhook received
+    then reports did not happen during the call (a replay, a retry, a stale link)."""
+    return call.ended_at is not None and at > call.ended_at + delay
 
 
 def _reached(call: Call, at: datetime) -> bool:
@@ -218,9 +252,20 @@ def _reached(call: Call, at: datetime) -> bool:
     return call.step_at is None or at >= call.step_at
 
 
-def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
-    """Copy what the flow engine reported (step, département, thématique, outcome…) onto the call."""
+def apply_flow(db: Session, call: Call, track: dict, *, at: datetime,
+               verb_result: bool = False) -> None:
+    """Copy what the flow engine reported (step, département, thématique, outcome…) onto the call.
+
+    A finished call's state only moves forward: what a webhook received after the hang-up
+    reports is ignored, except the result of the verb that was running then (`verb_result`: a
+    <Dial> or <Record> posts it just after the hang-up), for VERB_RESULT_DELAY.
+    """
     before = (call.departement_code, call.thematique)
+    verb_result = verb_result or bool(track.get("recording_url"))
+    if _after_hang_up(call, at, VERB_RESULT_DELAY if verb_result else HANG_UP_SKEW):
+        log.warning("webhook of call %s received after its hang-up: its facts are ignored",
+                    call.call_sid)
+        track = {}
     if _reached(call, at):
         # Where the call is: a late or replayed webhook cannot move it back.
         for fact, column in (("step", "step"), ("departement", "departement_code"),
@@ -246,7 +291,7 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime) -> None:
 def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> None:
     """A voicemail was left: nobody-answered calls become voicemail calls."""
     if call.recording_url is None:
-        call.recording_url, call.recording_seconds = url[:300], seconds
+        call.recording_url, call.recording_seconds = text_policy.clean(url)[:300], seconds
     state_outcome(call, Outcome.voicemail)
 
 
@@ -259,7 +304,7 @@ def upsert_leg(db: Session, call: Call, leg_sid: str, *, number: str, at: dateti
     """The dialled leg with this CallSid, created on first sight."""
     if not leg_sid:
         raise ValueError("leg webhook without CallSid")
-    number = (number or "")[:32]
+    number = text_policy.clean(number or "")[:32]
     leg = find_leg(db, leg_sid)
     if leg is None:
         _insert_if_new(db, dict(call_id=call.id, leg_sid=leg_sid, number=number,
@@ -271,10 +316,22 @@ def upsert_leg(db: Session, call: Call, leg_sid: str, *, number: str, at: dateti
     return leg
 
 
-def accept_leg(db: Session, leg: CallLeg, *, at: datetime) -> None:
-    """The referent pressed the accept key on the whisper."""
+def accept_leg(db: Session, call: Call, leg: CallLeg, *, at: datetime) -> None:
+    """The referent pressed the accept key on the whisper.
+
+    The dial result may have been applied first (another worker journaled the acceptance): what
+    it says of this leg is applied again, now that the leg is known to be accepted."""
+    first = leg.accepted_at is None
     leg.accepted_at = min(filter(None, (leg.accepted_at, at)))
     db.flush()
+    if first:
+        events = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id,
+                                                    CallEvent.kind == "step")
+                            .order_by(CallEvent.at, CallEvent.id)).all()
+        for event in events:
+            dial = (event.data or {}).get(DIAL)
+            if dial and dial.get("leg_sid") == leg.leg_sid:
+                apply_dial_result(db, call, at=event.at, **dial)
 
 
 def leg_accepted(db: Session, leg_sid: str | None) -> bool:
@@ -286,13 +343,20 @@ def leg_accepted(db: Session, leg_sid: str | None) -> bool:
 
 def apply_dial_result(db: Session, call: Call, *, leg_sid: str | None, status: str | None,
                       duration: int | None, at: datetime) -> None:
-    """After <Dial>: note when it ended, who answered and how long they talked."""
+    """After <Dial>: note when it ended, who answered and how long they talked.
+
+    A leg accepted on the whisper and connected makes the call answered, whatever the flow
+    stated. A dial result received long after the hang-up is a replay: ignored."""
+    if _after_hang_up(call, at, VERB_RESULT_DELAY):
+        log.warning("dial result of call %s received after its hang-up: ignored", call.call_sid)
+        return
     call.dial_ended_at = max(filter(None, (call.dial_ended_at, at)))
     leg = find_leg(db, leg_sid) if leg_sid else None
     if leg is None or leg.accepted_at is None or status != "completed":
         _settle(call)
         db.flush()
         return
+    state_outcome(call, Outcome.answered)
     call.answered_number = leg.number
     call.talk_seconds = duration if duration is not None else call.talk_seconds
     if call.dial_started_at:
@@ -315,6 +379,19 @@ def _apply_status(record: Call | CallLeg, status: str, duration: int | None, at:
     if duration is not None:
         record.duration_seconds = max(record.duration_seconds or 0, duration)
     return True
+
+
+def callback_instant(call: Call, at: datetime, received: datetime | None) -> datetime:
+    """The instant a callback reports (Twilio's Timestamp), bounded by the call's start and by
+    when the callback was received: nothing of a call happens before it started, and no
+    callback reports what has not happened yet. Out of bounds: logged and bounded."""
+    bounded = max(at, call.started_at)
+    if received is not None:
+        bounded = min(bounded, max(received, call.started_at))
+    if bounded != at:
+        log.warning("instant %s of a callback of call %s out of bounds: %s kept",
+                    at.isoformat(), call.call_sid, bounded.isoformat())
+    return bounded
 
 
 def apply_call_status(db: Session, call: Call, *, status: str, duration: int | None,

@@ -5,9 +5,12 @@ applies it at once or, when the database cannot take it in time, appends it to t
 (`tracking/journal.py`), whose replay applies the very same record later. Either way the
 final rows are the same. Numbers in payloads are already hashed or masked.
 
-Callbacks (`status`, `leg_status`, `whisper`, `whisper_result`) never create a call: for a
-CallSid with no call yet they are kept apart (`UnmatchedCallback`) and applied when the call
-appears — its first webhook may still be in a journal — or erased with the callers' data.
+Only the first webhook of a call (`first`, or `first_error` when the caller heard the
+technical apology there, or Twilio fetched the Fallback URL) proves that the service answered
+it, and creates it. Every other record (`step`, `error`, `status`, `leg_status`, `whisper`,
+`whisper_result`) never creates a call: for a CallSid with no call yet it is kept apart
+(`UnmatchedCallback`) and applied when the call appears — its first webhook may still be in a
+journal — or erased with the callers' data.
 """
 
 from __future__ import annotations
@@ -21,9 +24,6 @@ from sqlalchemy.orm import Session
 from core.db import RawConnection
 from tracking import operations as ops
 from tracking.models import Call, CallLeg, Outcome, UnmatchedCallback
-
-#: Kinds whose first webhook proves the service answered the call: they may create it.
-CREATING = {"first", "step", "error"}
 
 
 def jsonable(payload: dict) -> dict:
@@ -59,25 +59,31 @@ def _first(db: Session, p: dict) -> Call:
                                     event_step=p["event_step"])
 
 
-def _step(db: Session, p: dict) -> Call:
+def _step(db: Session, call: Call, p: dict) -> None:
     at = _at(p["at"])
-    call = ops.get_or_create_call(db, p["sid"], caller_hash=p["caller_hash"],
-                                  caller_masked=p["caller_masked"], at=at)
-    ops.log_event(db, call, "step", at=at, step=p["step"], data=ops.reaching(p["event"], p["track"]))
+    data = ops.reaching(p["event"], p["track"])
+    if p.get("dial"):
+        data = {**data, ops.DIAL: p["dial"]}
+    ops.log_event(db, call, "step", at=at, step=p["step"], data=data)
     if p.get("dial"):
         ops.apply_dial_result(db, call, at=at, **p["dial"])
-    ops.apply_flow(db, call, _track(p), at=at)
-    return call
+    ops.apply_flow(db, call, _track(p), at=at, verb_result=bool(p.get("dial")))
 
 
-def _error(db: Session, p: dict) -> Call:
+def _error(db: Session, call: Call, p: dict) -> None:
     """The caller heard the technical apology: a technical failure, unless more is known."""
-    at = _at(p["at"])
-    call = ops.get_or_create_call(db, p["sid"], caller_hash=p["caller_hash"],
-                                  caller_masked=p["caller_masked"], at=at)
-    ops.log_event(db, call, "error", at=at, step=p.get("step"), data=p["event"])
-    ops.state_outcome(call, Outcome.error)
+    ops.log_event(db, call, "error", at=_at(p["at"]), step=p.get("step"), data=p["event"])
+    ops.state_error(call, at=_at(p["at"]))
     db.flush()
+
+
+def _first_error(db: Session, p: dict) -> Call:
+    """The apology at the call's first request (or from the Fallback URL): the call reached the
+    service, so it is created if unknown."""
+    call = ops.get_or_create_call(db, p["sid"], caller_hash=p["caller_hash"],
+                                  caller_masked=p["caller_masked"], called=p.get("called"),
+                                  at=_at(p["at"]))
+    _error(db, call, p)
     return call
 
 
@@ -93,25 +99,29 @@ def _whisper_result(db: Session, call: Call, p: dict) -> None:
     ops.log_event(db, call, "whisper", at=at, step="accepted" if p["accepted"] else "declined",
                   data=p["event"])
     if p["accepted"]:
-        ops.accept_leg(db, leg, at=at)
+        ops.accept_leg(db, call, leg, at=at)
+
+
+def _received(p: dict) -> datetime | None:
+    return _at(p["received"]) if p.get("received") else None
 
 
 def _status(db: Session, call: Call, p: dict) -> None:
-    at = _at(p["at"])
+    at = ops.callback_instant(call, _at(p["at"]), _received(p))
     ops.log_event(db, call, "status", at=at, data=p["event"])
     ops.apply_call_status(db, call, status=p["status"], duration=p["duration"], at=at)
 
 
 def _leg_status(db: Session, call: Call, p: dict) -> None:
-    at = _at(p["at"])
+    at = ops.callback_instant(call, _at(p["at"]), _received(p))
     leg = ops.upsert_leg(db, call, p["leg_sid"], number=p["number"], at=at)
     ops.log_event(db, call, "leg-status", at=at, data=p["event"])
     ops.apply_leg_status(db, leg, status=p["status"], duration=p["duration"], at=at)
 
 
-_CREATING = {"first": _first, "step": _step, "error": _error}
-_CALLBACKS = {"status": _status, "leg_status": _leg_status, "whisper": _whisper,
-              "whisper_result": _whisper_result}
+_CREATING = {"first": _first, "first_error": _first_error}
+_CALLBACKS = {"step": _step, "error": _error, "status": _status, "leg_status": _leg_status,
+              "whisper": _whisper, "whisper_result": _whisper_result}
 KINDS = set(_CREATING) | set(_CALLBACKS)
 
 
