@@ -26,6 +26,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from directory import cache as directory_cache
     directory_cache.init_app(app)
+    from prompts import overrides as prompt_overrides
+    prompt_overrides.init_app(app)
 
     from callflows import definition
     app.extensions["svi.flow"] = definition.load(app.config["SVI_FLOW_FILE"] or None)
@@ -37,13 +39,19 @@ def create_app(test_config: dict | None = None) -> Flask:
     web.init_app(app)
 
     import prompts
+    from prompts import operations as prompt_operations
 
     @app.get("/prompts/audio/<path:name>")
     def prompt_audio(name: str):
-        """Recorded prompts played by Twilio instead of speech."""
-        if prompts.audio_file(Path(name).stem) != name:
+        """Recorded prompts played by Twilio instead of speech: shipped with the code
+        (prompts/audio/<prompt>.mp3) or uploaded by an admin (instance/prompts/<random>.mp3)."""
+        if prompts.audio_file(Path(name).stem) == name:
+            return send_from_directory(prompts.AUDIO_DIR, name)
+        uploaded = prompt_operations.stored_audio(
+            prompt_operations.audio_folder(app.instance_path), name)
+        if uploaded is None:  # only names of ours, checked by pattern: no path can get through
             abort(404)
-        return send_from_directory(prompts.AUDIO_DIR, name)
+        return send_from_directory(uploaded.parent, uploaded.name)
 
     @app.get("/healthz")
     def healthz():

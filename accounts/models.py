@@ -6,7 +6,7 @@ import enum
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table
+from sqlalchemy import Boolean, Column, Enum, ForeignKey, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -46,6 +46,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Moved on by a logout: every session opened before it ends (cookies cannot be recalled).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     departements: Mapped[list["Departement"]] = relationship(  # noqa: F821
         secondary=user_departements, order_by="Departement.code")
@@ -56,8 +58,10 @@ class User(Base):
         return frozenset(d.code for d in self.departements)
 
     def fingerprint(self) -> str:
-        """Changes whenever the password does: ties sessions and reset links to the current one."""
-        return hashlib.sha256((self.password_hash or "-").encode()).hexdigest()[:16]
+        """Changes whenever the password does, and at each logout: ties sessions and reset
+        links to the current password and session epoch."""
+        seed = f"{self.password_hash or '-'}:{self.session_epoch or 0}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
     # What Flask-Login reads off a user: the session holds the id and the password's
     # fingerprint, so a password change or a disabled account ends every open session.

@@ -124,6 +124,12 @@ def grant(db: Session, actor: Actor, user: User, role: Role, departements=()) ->
                changes=changes)
 
 
+def end_sessions(db: Session, user: User) -> None:
+    """End every open session of the account (a logout: a copied cookie is worth nothing)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+    db.flush()
+
+
 def authenticate(db: Session, email: str, password: str) -> User | None:
     """The active account matching these credentials, or None (same time either way)."""
     user = find(db, email)

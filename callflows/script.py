@@ -49,9 +49,11 @@ def keys_for(code: str) -> list[str]:
 
 
 def run(flow: Flow, ctx: engine.Context, keys: list[str | None], *, referent: str = "accept",
-        voicemail_seconds: int = 0) -> Script:
+        voicemail_seconds: int = 0, speak=None) -> Script:
     """Play a call through the engine: `keys` answers each question in turn (None is silence,
-    as are questions beyond the list)."""
+    as are questions beyond the list). `speak(say)` gives what a Say action sounds like
+    (default: the prompt file's text; the edge passes the admins' overrides)."""
+    speak = speak or (lambda say: prompts.render(say.prompt, say.params))
     script = Script()
     pending = list(keys)
     result = engine.start(flow, ctx)
@@ -60,10 +62,10 @@ def run(flow: Flow, ctx: engine.Context, keys: list[str | None], *, referent: st
         next_input = None
         for action in result.actions:
             if isinstance(action, Say):
-                script.lines.append(Line("say", prompts.render(action.prompt, action.params)))
+                script.lines.append(Line("say", speak(action)))
             elif isinstance(action, Gather):
                 for say in action.prompts:
-                    script.lines.append(Line("say", prompts.render(say.prompt, say.params)))
+                    script.lines.append(Line("say", speak(say)))
                 digits = pending.pop(0) if pending else None
                 script.lines.append(Line("input", f"touches : {digits}" if digits
                                          else "pas de saisie"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 import uuid
@@ -75,7 +76,9 @@ def _write_outbox(folder: Path, msg: EmailMessage) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.eml"
-        path.write_bytes(bytes(msg))
+        partial = path.with_suffix(".part")  # a reader never sees half a message
+        partial.write_bytes(bytes(msg))
+        os.replace(partial, path)
     except OSError as exc:
         raise MailError(f"dépôt du courriel dans {folder} impossible : {exc}") from exc
     return path

@@ -17,9 +17,12 @@ from core.db import DB_UNAVAILABLE, RawConnection, RawStatement
 from directory import models
 from directory.operations import snapshot
 from directory.schedule import DepartementView
+from prompts.models import PromptOverride
 
+#: Prompt overrides are part of what callers hear of the directory: an edit bumps the version
+#: too, which is how the voice path (prompts/overrides.py) sees it without a query per webhook.
 DIRECTORY_MODELS = (models.Departement, models.Line, models.OpeningSlot, models.DateException,
-                    models.WorkedHoliday)
+                    models.WorkedHoliday, PromptOverride)
 DIRECTORY_TABLES = {m.__tablename__ for m in DIRECTORY_MODELS}
 _CHANGED = "svi.directory_changed"
 
@@ -45,10 +48,18 @@ class DirectoryCache:
         self._version: int | None = None
         self._views: dict[str, DepartementView | None] = {}
 
+    @property
+    def version(self) -> int | None:
+        """The latest directory version this process has read (None before the first)."""
+        return self._version
+
     def lookup(self, session: Callable[[], Session], *, version: int | None = None):
         """A lookup function for one request: reads the version once (unless the caller already
         did), then serves snapshots; `session()` is only opened for a snapshot not cached yet."""
         known: list[int] = [] if version is None else [version]
+        if version is not None and version != self._version:
+            # Known now, whether or not a snapshot is asked for (the prompt overrides follow it).
+            self._version, self._views = version, {}
 
         def get(code: str) -> DepartementView | None:
             if not known:

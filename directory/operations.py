@@ -5,9 +5,9 @@ Values are checked by `directory/rules.py` (DirectoryError, in French) before an
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 
-from sqlalchemy import delete, select
+from sqlalchemy import String, delete, select, type_coerce
 from sqlalchemy.orm import Session, selectinload
 
 from directory import rules
@@ -157,20 +157,66 @@ def set_worked_holiday(db: Session, holiday_name: str, departement_code: str | N
     return name
 
 
-def all_snapshots(db: Session) -> list[DepartementView]:
+def all_snapshots(db: Session, since: date | None = None) -> list[DepartementView]:
     """Every département's snapshot (as the call flow sees it), in the official order, read in
-    a handful of queries whatever the number of départements."""
-    depts = db.scalars(select(Departement).options(
-        selectinload(Departement.lines), selectinload(Departement.slots),
-        selectinload(Departement.exceptions)))
-    rows = db.execute(select(WorkedHoliday.holiday_name, WorkedHoliday.departement_code,
-                             WorkedHoliday.worked)).all()
+    a handful of queries whatever the number of départements.
+
+    With `since`, exceptions that ended before that day are left out: they cannot change the
+    state of any instant from that day on, and past closures pile up year after year.
+
+    The rows are read as plain tuples, not ORM objects: the overview reads every line, slot and
+    exception of the directory (thousands of closures), and building an ORM object for each
+    cost several times what the database does; they are run on the session's connection,
+    without the ORM's row processing. Without `since`, the result equals `snapshot()` of each
+    code.
+    """
+    db.flush()  # the statements below bypass the session's autoflush
+    conn = db.connection()
+    lines: dict[str, list[LineView]] = {}
+    for code, number, label in conn.execute(
+            select(Line.departement_code, Line.number, Line.label).where(Line.active)
+            .order_by(Line.departement_code, Line.position)):
+        lines.setdefault(code, []).append(LineView(number, label or ""))
+    slots: dict[str, list[Slot]] = {}
+    for code, weekday, start, end in conn.execute(
+            select(OpeningSlot.departement_code, OpeningSlot.weekday, OpeningSlot.start,
+                   OpeningSlot.end)
+            .order_by(OpeningSlot.departement_code, OpeningSlot.weekday, OpeningSlot.start)):
+        slots.setdefault(code, []).append(Slot(weekday, start, end))
+    exceptions: dict[str, list[Exception_]] = {}
+    # The kind as stored (the member's name): no enum built per row only to read its name.
+    periods = (select(DateException.departement_code, type_coerce(DateException.kind, String),
+                      DateException.start_date, DateException.end_date, DateException.reason,
+                      DateException.start_time, DateException.end_time)
+               .order_by(DateException.departement_code, DateException.start_date,
+                         DateException.id))
+    if since is not None:
+        periods = periods.where(DateException.end_date >= since)
+    for code, kind, start_date, end_date, reason, start_time, end_time in conn.execute(periods):
+        exceptions.setdefault(code, []).append(
+            Exception_(kind, start_date, end_date, reason or "", start_time, end_time))
+    rows = conn.execute(select(WorkedHoliday.holiday_name, WorkedHoliday.departement_code,
+                               WorkedHoliday.worked)).all()
     national = {name for name, code, is_worked in rows if code is None and is_worked}
     own: dict[str, dict[str, bool]] = {}
     for name, code, is_worked in rows:
         if code is not None:
             own.setdefault(code, {})[name] = is_worked
-    views = [_view(d, {**{n: True for n in national}, **own.get(d.code, {})}) for d in depts]
+    views = []
+    for dept in conn.execute(select(
+            Departement.code, Departement.name, Departement.timezone,
+            Departement.holiday_subdiv, Departement.phone_assistance,
+            Departement.ring_strategy, Departement.ring_timeout,
+            Departement.voicemail_enabled, Departement.form_url, Departement.email)):
+        worked = {**{n: True for n in national}, **own.get(dept.code, {})}
+        views.append(DepartementView(
+            code=dept.code, name=dept.name, timezone=dept.timezone,
+            holiday_subdiv=dept.holiday_subdiv, phone_assistance=dept.phone_assistance,
+            ring_strategy=dept.ring_strategy.name, ring_timeout=dept.ring_timeout,
+            voicemail_enabled=dept.voicemail_enabled, form_url=dept.form_url, email=dept.email,
+            lines=tuple(lines.get(dept.code, ())), slots=tuple(slots.get(dept.code, ())),
+            exceptions=tuple(exceptions.get(dept.code, ())),
+            worked_holidays=frozenset(name for name, is_worked in worked.items() if is_worked)))
     return official_order(views, lambda v: v.code)
 
 

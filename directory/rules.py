@@ -88,7 +88,11 @@ def checked_text(value: str | None, where: str) -> str | None:
 
 
 def parse_free_text(text: str) -> str | None:
-    """A short free text (form address…): at most MAX_TEXT characters; None when empty."""
+    """A short free text (form address…): text policy, one line, at most MAX_TEXT characters;
+    None when empty."""
+    checked_text(text, "texte")
+    if "\n" in text or "\r" in text:
+        raise DirectoryError("le texte doit tenir sur une ligne")
     if len(text) > MAX_TEXT:
         raise DirectoryError(f"texte trop long ({MAX_TEXT} caractères au maximum)")
     return text or None
@@ -272,7 +276,11 @@ def parse_date(text: str) -> date:
 
 
 def check_dates(start: date, end: date) -> None:
-    """A date range whose end does not precede its start."""
+    """A date range in plausible years (EARLIEST_YEAR to LATEST_YEAR), end not before start."""
+    for day in (start, end):
+        if not is_plausible_year(day.year):
+            raise DirectoryError(f"date hors des années {EARLIEST_YEAR} à {LATEST_YEAR} : "
+                                 f"« {day.isoformat()} »")
     if end < start:
         raise DirectoryError("la date de fin précède la date de début")
 

@@ -248,9 +248,10 @@ def deliver_first_webhook(now, track: dict, event_step: str, who: dict | None = 
     """Record the call of this first webhook and its event: committed on the hot connection
     (or through the ORM when the CallSid is already stored or the flow said more), or journaled."""
     form = request.form
+    # `test=1` is only in the URL the simulator signs (Twilio's number is set without it).
     deliver("first", dict(sid=_sid("CallSid"), called=_text("To", 64), at=now, track=track,
                           event=tracking.event_data(form), event_step=event_step,
-                          **(who or _caller())),
+                          test=request.args.get("test") == "1", **(who or _caller())),
             hot=recorder.record_first_hot)
 
 

@@ -44,6 +44,10 @@ class Transcript:
 
     call_sid: str
     lines: list[str] = field(default_factory=list)
+    #: Seconds the call has lasted so far (as Twilio would count them).
+    elapsed: int = 0
+    #: The parameters Twilio sends with every request of this call (CallSid, From, To…).
+    base: dict = field(default_factory=dict)
     heard: list[str] = field(default_factory=list)
     dialled: list[list[str]] = field(default_factory=list)
     requests: list[tuple[str, dict, int]] = field(default_factory=list)
@@ -52,6 +56,20 @@ class Transcript:
     def text(self) -> str:
         """Printable transcript."""
         return "\n".join(self.lines)
+
+
+@dataclass
+class Pause:
+    """A call waiting for the caller's keys: what to post them to, what runs without them.
+
+    Plain data, so that a paused call can be kept between two requests of the simulator page.
+    """
+
+    base: dict
+    action: str
+    rest: str
+    finish_on_key: str = "#"
+    elapsed: int = 0
 
 
 class FlaskTransport:
@@ -103,49 +121,102 @@ class Emulator:
     def call(self, *, caller: str, called: str = "+33806000156", keys: list[str | None] = (),
              referents: list[Referent] = (), voicemail_seconds: int = 0, at: str | None = None,
              call_sid: str | None = None, hang_up_after: int | None = None,
-             send_status: bool = True) -> Transcript:
+             send_status: bool = True, test: bool = False) -> Transcript:
         """Place one call; `keys` answers each <Gather> in turn (None: no input)."""
-        sid = call_sid or new_sid()
-        t = Transcript(call_sid=sid)
-        base = {"CallSid": sid, "AccountSid": self.account_sid, "From": caller, "To": called,
-                "Caller": caller, "Called": called, "Direction": "inbound", "ApiVersion": "2010-04-01"}
-        url = f"{self.public_base}/ivr/voice" + (f"?{urllib.parse.urlencode({'at': at})}" if at else "")
-        keys, referents = list(keys), list(referents)
+        t, base, url = self._start(caller, called, at, call_sid, test)
         params = dict(base, CallStatus="ringing")
-        requests_left = 60
-        elapsed = 0
-        while url and requests_left:
-            requests_left -= 1
-            if hang_up_after is not None and len(t.twiml) >= hang_up_after:
-                t.lines.append("📴 l'appelant raccroche")
-                break
-            status, body = self.post(t, url, params)
-            if status != 200:
-                t.lines.append(f"⚠ HTTP {status} sur {url}")
-                break
-            t.twiml.append(body)
-            url, params, elapsed = self._run_twiml(t, body, base, keys, referents,
-                                                   voicemail_seconds, elapsed)
+        self._follow(t, base, url, params, list(keys), list(referents), voicemail_seconds,
+                     hang_up_after=hang_up_after)
         if send_status:
-            status_url = f"{self.public_base}/ivr/status" + (
-                f"?{urllib.parse.urlencode({'at': at})}" if at else "")
-            self.post(t, status_url,
-                      dict(base, CallStatus="completed", CallDuration=str(max(elapsed, 1)),
-                           SequenceNumber="0"))
+            self.end(t, base, at)
         return t
 
+    def begin(self, *, caller: str, called: str = "+33806000156", at: str | None = None,
+              test: bool = False) -> tuple[Transcript, "Pause | None"]:
+        """Place a call that stops at its first question (the browser simulator)."""
+        t, base, url = self._start(caller, called, at, None, test)
+        pause = self._follow(t, base, url, dict(base, CallStatus="ringing"), [], [], 0,
+                             stop_at_question=True)
+        return t, pause
+
+    def answer(self, pause: "Pause", digits: str | None, *, referent: Referent,
+               voicemail_seconds: int = 0) -> tuple[Transcript, "Pause | None"]:
+        """Answer the question a paused call is waiting on, then go on to the next one."""
+        t = Transcript(call_sid=pause.base["CallSid"], lines=[], elapsed=pause.elapsed)
+        url, params = pause.action, dict(pause.base, CallStatus="in-progress")
+        finish = pause.finish_on_key
+        if digits and finish and finish in digits:  # Twilio stops there, key not sent
+            digits = digits.split(finish)[0] or None
+        if digits:
+            t.lines.append(f"⌨ l'appelant tape {digits}")
+            params["Digits"] = digits
+            body = None
+        else:  # no input: Twilio runs the verbs after <Gather>
+            t.lines.append("⌛ aucune saisie")
+            body = pause.rest
+        next_pause = self._follow(t, pause.base, url, params, [], [referent] * 10,
+                                  voicemail_seconds, stop_at_question=True, body=body)
+        return t, next_pause
+
+    def end(self, t: Transcript, base: dict, at: str | None = None) -> None:
+        """The final status callback, as Twilio sends it when the call is over."""
+        status_url = f"{self.public_base}/ivr/status" + (
+            f"?{urllib.parse.urlencode({'at': at})}" if at else "")
+        self.post(t, status_url, dict(base, CallStatus="completed",
+                                      CallDuration=str(max(t.elapsed, 1)), SequenceNumber="0"))
+
+    def _start(self, caller, called, at, call_sid, test) -> tuple[Transcript, dict, str]:
+        sid = call_sid or new_sid()
+        base = {"CallSid": sid, "AccountSid": self.account_sid, "From": caller, "To": called,
+                "Caller": caller, "Called": called, "Direction": "inbound", "ApiVersion": "2010-04-01"}
+        query = {k: v for k, v in (("at", at), ("test", "1" if test else None)) if v}
+        url = f"{self.public_base}/ivr/voice" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        return Transcript(call_sid=sid, base=base), base, url
+
+    def _follow(self, t, base, url, params, keys, referents, voicemail_seconds, *,
+                hang_up_after=None, stop_at_question=False, body=None) -> "Pause | None":
+        """Post webhooks and run their TwiML until the call ends (or, when asked, until a
+        question waits for keys that were not given); `body`: TwiML to run before posting."""
+        requests_left = 60
+        while (url or body) and requests_left:
+            if body is None:
+                requests_left -= 1
+                if hang_up_after is not None and len(t.twiml) >= hang_up_after:
+                    t.lines.append("📴 l'appelant raccroche")
+                    return None
+                status, body = self.post(t, url, params)
+                if status != 200:
+                    t.lines.append(f"⚠ HTTP {status} sur {url}")
+                    return None
+                t.twiml.append(body)
+            outcome = self._run_twiml(t, body, base, keys, referents, voicemail_seconds,
+                                      t.elapsed, stop_at_question)
+            body = None
+            if isinstance(outcome, Pause):
+                t.elapsed = outcome.elapsed
+                return outcome
+            url, params, t.elapsed = outcome
+        return None
+
     # -- TwiML interpretation -----------------------------------------------------------------
-    def _run_twiml(self, t, body, base, keys, referents, voicemail_seconds, elapsed):
+    def _run_twiml(self, t, body, base, keys, referents, voicemail_seconds, elapsed,
+                   stop_at_question=False):
         root = ElementTree.fromstring(body)
         if root.tag != "Response":
             raise AssertionError(f"not TwiML: {body[:200]}")
-        for verb in root:
+        verbs = list(root)
+        for index, verb in enumerate(verbs):
             if verb.tag in ("Say", "Play"):
                 self._hear(t, verb)
                 elapsed += 3
             elif verb.tag == "Gather":
                 for child in verb:
                     self._hear(t, child)
+                if stop_at_question and not keys:
+                    rest = "".join(ElementTree.tostring(v, encoding="unicode")
+                                   for v in verbs[index + 1:])
+                    return Pause(base=base, action=verb.get("action"), rest=f"<Response>{rest}</Response>",
+                                 finish_on_key=verb.get("finishOnKey", "#"), elapsed=elapsed)
                 digits = keys.pop(0) if keys else None
                 finish = verb.get("finishOnKey", "#")
                 if digits and finish and finish in digits:  # Twilio stops there, key not sent

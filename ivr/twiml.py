@@ -10,11 +10,14 @@ from twilio.twiml.voice_response import VoiceResponse
 import prompts
 from core import text as text_policy
 from callflows.actions import Dial, Gather, Hangup, Record, Say
+from prompts import overrides as prompt_overrides
+from prompts.overrides import Overrides
 
 
-#: Rendered documents by (renderer context, actions); emptied when full. Most calls begin with
-#: one of a few hundred documents (the welcome, per returning département), and building one
-#: with the library costs more than the rest of the incoming-call step.
+#: Rendered documents by (renderer context, admins' overrides, actions); emptied when full. Most
+#: calls begin with one of a few hundred documents (the welcome, per returning département), and
+#: building one with the library costs more than the rest of the incoming-call step. The
+#: overrides' fingerprint is in the key: an edit is heard at once, in any app of the process.
 _MEMO: dict[tuple, str] = {}
 _MEMO_SIZE = 2048
 
@@ -30,46 +33,56 @@ class Renderer:
     `context` names everything `url` depends on besides its arguments (public base URL,
     simulated time…); when given, documents without <Dial> posting to `ivr.step` are memoized.
     Dial verbs carry per-call whisper URLs and are always rendered afresh.
+
+    `overrides`: the admins' texts and recordings; by default those of the app's current
+    directory version (prompts/overrides.py), read when the document is rendered.
     """
 
     def __init__(self, *, url: Callable[..., str], voice: str, language: str,
-                 caller_id: str | None = None, context: tuple | None = None):
+                 caller_id: str | None = None, context: tuple | None = None,
+                 overrides: Overrides | None = None):
         self.url, self.voice, self.language, self.caller_id = url, voice, language, caller_id
         self.context = None if context is None else (*context, voice, language, caller_id)
+        self.overrides = overrides
 
-    def _say(self, parent, action: Say) -> None:
-        audio = prompts.audio_file(action.prompt)
+    def _say(self, parent, action: Say, overrides: Overrides) -> None:
+        # Most specific first: the département's override, the national one (a recording wins
+        # over the text of its level), then the shipped recording, then fr.yaml.
+        text, audio = overrides.resolve(action.prompt, action.params.get("departement"))
+        if text is None and audio is None:
+            audio = prompts.audio_file(action.prompt)
         if audio:
             parent.play(self.url("audio", name=audio))
         else:
-            parent.say(prompts.render(action.prompt, action.params), voice=self.voice,
-                       language=self.language)
+            parent.say(prompts.render(action.prompt, action.params, template=text),
+                       voice=self.voice, language=self.language)
 
     def response(self, actions: list, *, result_endpoint: str = "ivr.step") -> str:
         """The TwiML document for a list of actions."""
+        overrides = self.overrides if self.overrides is not None else prompt_overrides.current()
         if (self.context is None or result_endpoint != "ivr.step"
                 or any(isinstance(action, Dial) for action in actions)):
-            return self._render(actions, result_endpoint)
-        key = (self.context, repr(actions))
+            return self._render(actions, result_endpoint, overrides)
+        key = (self.context, overrides.fingerprint, repr(actions))
         document = _MEMO.get(key)
         if document is None:
             if len(_MEMO) >= _MEMO_SIZE:
                 _MEMO.clear()
-            document = _MEMO[key] = self._render(actions, result_endpoint)
+            document = _MEMO[key] = self._render(actions, result_endpoint, overrides)
         return document
 
-    def _render(self, actions: list, result_endpoint: str) -> str:
+    def _render(self, actions: list, result_endpoint: str, overrides: Overrides) -> str:
         resp = VoiceResponse()
         for action in actions:
             if isinstance(action, Say):
-                self._say(resp, action)
+                self._say(resp, action, overrides)
             elif isinstance(action, Gather):
                 target = self.url(result_endpoint, state=action.result)
                 gather = TwGather(action=target, method="POST", timeout=action.timeout,
                                   finish_on_key=action.finish_on_key,
                                   num_digits=action.num_digits, input="dtmf")
                 for say in action.prompts:
-                    self._say(gather, say)
+                    self._say(gather, say, overrides)
                 resp.append(gather)
                 # No input: Twilio falls through to the next verb, which posts no digits.
                 resp.redirect(target, method="POST")

@@ -10,6 +10,7 @@ import tracking.models  # noqa: F401
 import scheduler.models  # noqa: F401
 import accounts.models  # noqa: F401
 import audit.models  # noqa: F401
+import prompts.models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

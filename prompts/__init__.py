@@ -46,12 +46,20 @@ def text(name: str, language: str = "fr") -> str:
         raise PromptError(f"prompt inconnu : {name}") from None
 
 
-def render(name: str, params: dict[str, object], language: str = "fr") -> str:
-    """Prompt text with its placeholders filled in."""
+def render(name: str, params: dict[str, object], language: str = "fr",
+           template: str | None = None) -> str:
+    """Prompt text (or `template`, an admin's text for it) with its placeholders filled in."""
     try:
-        return text(name, language).format(**params)
+        return (text(name, language) if template is None else template).format(**params)
     except KeyError as exc:
         raise PromptError(f"prompt {name} : valeur manquante pour {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def descriptions() -> dict[str, dict[str, str]]:
+    """French descriptions for the admin pages: {"prompts": {name: …}, "placeholders": {name: …}}."""
+    with (PROMPTS_DIR / "descriptions.yaml").open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
 
 
 @lru_cache(maxsize=128)

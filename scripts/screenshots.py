@@ -25,6 +25,8 @@ PAGES = [
     ("import.png", "/admin/annuaire/import"),
     ("preview.png", "/apercu?departement=57&day=2026-12-26&at=10:00&caller=nouveau&thematique="
                     "&referent=accept&voicemail=20"),
+    ("prompts.png", "/admin/messages"),
+    ("prompt.png", "/admin/messages/closed_hours?departement=57"),
     ("audit.png", "/admin/journal"),
 ]
 #: Two cells the import must refuse: (département code, column, wrong value).
@@ -89,6 +91,24 @@ def import_preview(shooter: Shooter, server: liveserver.LiveServer, folder: Path
         shooter.shoot(name)
 
 
+def simulator(shooter: Shooter) -> None:
+    """Place a test call on the simulator page, typed on its keypad, and shoot it at the end."""
+    name, path = "simulator.png", "/simulateur"
+    if not shooter.goto(name, path):
+        return
+    page = shooter.page
+    page.get_by_label("Date et heure simulées (heure de Paris)").fill("2026-12-21T10:00")
+    page.get_by_role("button", name="Appeler").click()
+    for key in ("Touche 9", "Touche 3"):
+        page.get_by_role("button", name=key, exact=True).click()
+    page.get_by_role("button", name="Envoyer").click()
+    page.get_by_label("Touches tapées").fill("1")
+    page.get_by_role("button", name="Envoyer").click()
+    page.get_by_label("Touches tapées").fill("2")
+    page.get_by_role("button", name="Envoyer").click()
+    shooter.shoot(name)
+
+
 def main(argv: list[str]) -> int:
     """Start the app and a browser, log in as an admin, and write every screenshot."""
     outdir = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUTDIR
@@ -111,6 +131,8 @@ def main(argv: list[str]) -> int:
                     shooter.shoot(name)
                 if name == "import.png":
                     import_preview(shooter, server, Path(folder))
+                if name == "preview.png":
+                    simulator(shooter)
             browser.close()
     finally:
         server.stop()

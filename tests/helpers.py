@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tracking.models import Call
 
@@ -12,6 +12,17 @@ def call_record(db, sid) -> Call:
     """The tracked call, read fresh from the database."""
     db.expire_all()
     return db.scalars(select(Call).where(Call.call_sid == sid)).one()
+
+
+def count_selects(engine, table) -> list[str]:
+    """A list that fills with every SELECT the engine runs on `table` from now on."""
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+            seen.append(statement)
+    return seen
 
 
 def heard(transcript) -> str:

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app import create_app
 from directory import operations
@@ -10,21 +10,11 @@ from directory.cache import current_version
 from ivr.simulator import Emulator, FlaskTransport, Referent
 from tests.conftest import AUTH_TOKEN, PUBLIC_BASE
 from tests import factories
-from tests.helpers import heard
-
-
-def _count_selects(engine, table):
-    seen = []
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _count(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
-            seen.append(statement)
-    return seen
+from tests.helpers import count_selects, heard
 
 
 def test_second_call_is_served_from_the_cache(app, twilio):
-    selects = _count_selects(app.extensions["svi.voice_engine"], "lines")
+    selects = count_selects(app.extensions["svi.voice_engine"], "lines")
     twilio.call(caller="+33612345678", keys=["93"], referents=[Referent("accept")])
     first = len(selects)
     assert first >= 1

@@ -73,3 +73,17 @@ def test_holidays_are_those_of_the_subdivision():
     assert rules.parse_holidays("vendredi saint", "57") == ("Vendredi saint",)
     with pytest.raises(DirectoryError, match="jour férié inconnu"):
         rules.parse_holidays("vendredi saint", None)
+
+
+def test_dates_out_of_plausible_years_and_invisible_text_are_refused_everywhere():
+    from datetime import date
+    import pytest
+    from directory import rules
+    for start, end in ((date(1, 1, 1), date(1, 1, 1)), (date(2026, 1, 1), date(9999, 12, 31))):
+        with pytest.raises(rules.DirectoryError, match="hors des années 2000 à 2099"):
+            rules.check_dates(start, end)
+    for text in ("assistance.gouv.fr/a\x01b", "x\uffffy", "a\r\nb"):
+        with pytest.raises(rules.DirectoryError):
+            rules.parse_free_text(text)
+    with pytest.raises(rules.DirectoryError):
+        rules.parse_email("a\x01b@x.fr")

@@ -4,6 +4,7 @@ the `users` commands, the first admin, security headers and cookies."""
 from __future__ import annotations
 
 import re
+import time
 from email import policy as email_policy
 from email.parser import BytesParser
 
@@ -23,7 +24,11 @@ def outbox(app, tmp_path):
     return tmp_path / "outbox"
 
 
-def _mails(folder):
+def _mails(folder, expected: int = 1):
+    """The messages in the outbox, once `expected` of them are there (mail leaves in a thread)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(list(folder.glob("*.eml")) if folder.exists() else []) < expected:
+        time.sleep(0.05)
     return [BytesParser(policy=email_policy.default).parsebytes(p.read_bytes())
             for p in sorted(folder.glob("*.eml"))] if folder.exists() else []
 
@@ -205,3 +210,21 @@ def test_production_cookies_are_secure(tmp_path, database_urls):
                               "SVI_CALLER_ID": "+33806000156"})
     assert application.config["SESSION_COOKIE_SECURE"] is True
     assert application.config["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_a_user_changes_their_password_and_other_sessions_end(app, db):
+    make_user(db, "ref@example.gouv.fr", Role.referent, departements=["93"])
+    here, elsewhere = app.test_client(), app.test_client()
+    for client in (here, elsewhere):
+        assert login(client, "ref@example.gouv.fr").status_code == 302
+    page = here.get("/mon-compte").get_data(as_text=True)
+    assert "référent, départements : 93" in page
+    wrong = post_form(here, "/mon-compte", {"current": "pas le bon", "password": "x" * 12,
+                                             "confirm": "x" * 12})
+    assert wrong.status_code == 200 and "Mot de passe actuel incorrect" in wrong.get_data(as_text=True)
+    done = post_form(here, "/mon-compte", {"current": PASSWORD, "password": "nouvelle phrase longue",
+                                            "confirm": "nouvelle phrase longue"})
+    assert done.status_code == 302
+    assert here.get("/annuaire/93").status_code == 200  # this session follows the new password
+    assert elsewhere.get("/annuaire/93").status_code == 302  # the other one ended
+    assert login(app.test_client(), "ref@example.gouv.fr", "nouvelle phrase longue").status_code == 302

@@ -214,3 +214,14 @@ def test_preview_of_a_call_uses_the_same_engine(admin):
     assert "hors horaires" in closed or "message vocal" in closed
     bad = admin.get("/apercu?departement=93&day=2026-13-45&at=25:00")
     assert bad.status_code == 200 and 'id="day-erreur"' in bad.get_data(as_text=True)
+
+
+def test_past_periods_are_kept_but_not_shown(admin, db):
+    factories.closure(db, "93", date(2025, 3, 3), reason="passée")
+    factories.closure(db, "93", date(2027, 1, 4), reason="à venir")
+    fields = _edit_form(admin, "93")
+    assert fields.get("exceptions-0-reason") == "à venir" and "exceptions-1-reason" not in fields
+    fields["ring_timeout"] = "30"
+    assert admin.post("/annuaire/93/modifier", data=fields).status_code == 302
+    reasons = sorted(e.reason for e in operations.snapshot(db, "93").exceptions)
+    assert reasons == ["passée", "à venir"]

@@ -59,6 +59,9 @@ class Call(Base):
     departement_code: Mapped[str | None] = mapped_column(ForeignKey("departements.code"))
     #: Key of the thématique chosen in the call flow's menu (tracking/motifs.yaml).
     thematique: Mapped[str | None] = mapped_column(String(60))
+    #: A test call placed by the browser simulator: kept for its transcript, never counted
+    #: (no solicitation row, so no workbook or indicator sees it).
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
     #: True when nobody stated the outcome: inferred at hang-up from how far the call went,
     #: and replaced by any outcome the flow states, whenever its webhook arrives.

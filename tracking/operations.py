@@ -70,11 +70,11 @@ def _advance(current: str | None, new: str) -> bool:
 
 
 def _new_call(call_sid: str, caller_hash: str | None, caller_masked: str, called: str | None,
-              at: datetime) -> dict:
+              at: datetime, test: bool = False) -> dict:
     return dict(call_sid=call_sid, started_at=at, status="in-progress", caller_hash=caller_hash,
                 caller_masked=caller_masked or "inconnu",
                 called_number=text_policy.clean(called or "")[:64],
-                updated_at=at, outcome_inferred=False, step_at=None)
+                updated_at=at, outcome_inferred=False, step_at=None, test=bool(test))
 
 
 @lru_cache(maxsize=8)
@@ -121,7 +121,7 @@ _FIRST_FACTS = {"step", "departement", "thematique"}
 
 def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str | None,
                          caller_masked: str, called: str | None, at: datetime, track: dict,
-                         event: dict, event_step: str) -> bool:
+                         event: dict, event_step: str, test: bool = False) -> bool:
     """First webhook of a call: the call with its first facts and the event, committed together.
 
     The hot path of every call, on the raw connection: two INSERTs in one transaction. Returns
@@ -133,7 +133,7 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str
         raise ValueError("webhook without CallSid")
     if set(track) - _FIRST_FACTS:
         return False
-    values = _new_call(call_sid, caller_hash, caller_masked, called, at)
+    values = _new_call(call_sid, caller_hash, caller_masked, called, at, test)
     values.update(step=track.get("step"), departement_code=track.get("departement"),
                   thematique=track.get("thematique"), step_at=at if track.get("step") else None)
     event = reaching(event, track)
@@ -150,13 +150,14 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str
 
 def record_first_webhook(db: Session, call_sid: str, *, caller_hash: str | None,
                          caller_masked: str, called: str | None, at: datetime, track: dict,
-                         event: dict, event_step: str) -> Call:
+                         event: dict, event_step: str, test: bool = False) -> Call:
     """First webhook of a call through the ORM (see `record_incoming_call`); the edge commits.
 
     Gives the same final record whatever the order: the earliest instant is the call's start."""
     call = get_or_create_call(db, call_sid, caller_hash=caller_hash, caller_masked=caller_masked,
                               called=called, at=at)
     call.started_at = min(call.started_at, at)
+    call.test = call.test or bool(test)
     apply_flow(db, call, track, at=at)
     log_event(db, call, "step", at=at, step=event_step, data=reaching(event, track))
     return call
@@ -171,7 +172,7 @@ _RAW_INSERT_CALL = RawStatement(lambda dialect: _insert_if_absent(dialect, "call
     {name: bindparam(name) for name in ("call_sid", "started_at", "status", "caller_hash",
                                         "caller_masked", "called_number", "updated_at", "step",
                                         "departement_code", "thematique", "outcome_inferred",
-                                        "step_at")}))
+                                        "step_at", "test")}))
 _RAW_UNMATCHED = RawStatement(select(UnmatchedCallback.id)
                               .where(UnmatchedCallback.call_sid == bindparam("call_sid")).limit(1))
 _RAW_INSERT_EVENT = RawStatement(CallEvent.__table__.insert().values(

@@ -49,14 +49,14 @@ def record_first_hot(conn: RawConnection, p: dict) -> bool:
     return ops.record_incoming_call(conn, p["sid"], caller_hash=p["caller_hash"],
                                     caller_masked=p["caller_masked"], called=p["called"],
                                     at=_at(p["at"]), track=p["track"], event=p["event"],
-                                    event_step=p["event_step"])
+                                    event_step=p["event_step"], test=p.get("test", False))
 
 
 def _first(db: Session, p: dict) -> Call:
     return ops.record_first_webhook(db, p["sid"], caller_hash=p["caller_hash"],
                                     caller_masked=p["caller_masked"], called=p["called"],
                                     at=_at(p["at"]), track=_track(p), event=p["event"],
-                                    event_step=p["event_step"])
+                                    event_step=p["event_step"], test=p.get("test", False))
 
 
 def _step(db: Session, call: Call, p: dict) -> None:

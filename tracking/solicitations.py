@@ -57,8 +57,9 @@ def sync_call(db: Session, call: Call) -> Solicitation | None:
     """Create the row of a call that reached a département, and keep it in step while unqualified.
 
     The thématique chosen in the call flow's menu is copied; the motif stays « À qualifier ».
+    A test call (the simulator's) gets no row: it is never counted.
     """
-    if call.departement_code is None:
+    if call.departement_code is None or call.test:
         return None
     rows = db.scalars(select(Solicitation).where(Solicitation.call_id == call.id)
                       .order_by(Solicitation.id)).all()

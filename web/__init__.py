@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import phonenumbers
 
-from flask import Flask, render_template, request
+from flask import Flask, Response, render_template, request
 
 from web import policy
 from web.extensions import csrf, limiter, login_manager
@@ -31,6 +31,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_NAME="svi_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["WEB_SESSION_HOURS"]),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        WTF_I18N_ENABLED=False,  # WTForms' own translations, French (web/forms.py)
         RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
         RATELIMIT_HEADERS_ENABLED=False,
     )
@@ -53,16 +54,18 @@ def init_app(app: Flask) -> None:
         return {"navigation": navigation}
 
     app.jinja_env.filters["phone"] = phone
+    from web.forms import error_list
+    app.jinja_env.globals["error_list"] = error_list
 
     @app.after_request
     def _security_headers(response):
-        if request.blueprint != "ivr":
+        if not _is_webhook():
             response.headers.setdefault("Content-Security-Policy", CSP)
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
             response.headers.setdefault("X-Frame-Options", "DENY")
-            if response.mimetype == "text/html":
-                response.headers.setdefault("Cache-Control", "no-store")
+            if request.endpoint != "static":  # pages and downloads hold personal data
+                response.headers["Cache-Control"] = "no-store"
         return response
 
     for status, title in ((400, "Requête invalide"), (403, "Accès refusé"),
@@ -86,17 +89,24 @@ def navigation() -> list[tuple[str, str]]:
     from flask_login import current_user
     from accounts import permissions
     items = [("directory_pages.overview", "Annuaire"),
-             ("preview_pages.preview", "Ce qu'entendront les appelants")]
+             ("preview_pages.preview", "Ce qu'entendront les appelants"),
+             ("preview_pages.simulator", "Simulateur d'appel")]
     if permissions.may_administer(current_user):
         items += [("admin_pages.import_directory", "Import et export"),
+                  ("admin_pages.prompt_list", "Messages"),
                   ("admin_pages.audit_log", "Journal des modifications")]
     return items
 
 
+def _is_webhook() -> bool:
+    """A request for Twilio's part of the service, matched to a route or not."""
+    return request.blueprint == "ivr" or request.path.startswith("/ivr/")
+
+
 def _error_page(status: int, title: str):
     def handler(error):
-        if request.blueprint == "ivr":  # webhooks keep their own answers
-            return error
+        if _is_webhook():  # Twilio gets a bare status, never a page meant for people
+            return Response(status=status)
         description = getattr(error, "description", "") or ""
         return render_template("errors/error.html", status=status, title=title,
                                description=description), status

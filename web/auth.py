@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -14,6 +15,7 @@ from accounts import operations, passwords
 from accounts.models import User
 from audit.operations import Actor
 from core import db, mail
+from web.forms import Form
 from web import policy
 from web.extensions import limiter, login_manager
 
@@ -25,16 +27,16 @@ def _load_user(value: str) -> User | None:
     return operations.from_session_id(db.session(), value)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("Adresse électronique", validators=[DataRequired("Indiquez votre adresse.")])
     password = PasswordField("Mot de passe", validators=[DataRequired("Indiquez votre mot de passe.")])
 
 
-class ForgotForm(FlaskForm):
+class ForgotForm(Form):
     email = EmailField("Adresse électronique", validators=[DataRequired("Indiquez votre adresse.")])
 
 
-class ResetForm(FlaskForm):
+class ResetForm(Form):
     password = PasswordField("Nouveau mot de passe", validators=[
         DataRequired("Choisissez un mot de passe."),
         Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH,
@@ -78,6 +80,7 @@ def login():
         if user is not None:
             session.clear()
             session.permanent = True
+            session[policy.LOGIN_AT] = time.time()
             login_user(user)
             return redirect(_safe_next(request.args.get("next")) or url_for("home.index"))
         error = "Adresse ou mot de passe incorrect, ou compte désactivé."
@@ -87,7 +90,9 @@ def login():
 @bp.post("/deconnexion")
 @policy.allow(policy.public)
 def logout():
-    """End the session (a form with its CSRF token, never a link)."""
+    """End the session, and every other one of the account (a form with its CSRF token)."""
+    if current_user.is_authenticated:
+        operations.end_sessions(db.session(), current_user._get_current_object())
     logout_user()
     session.clear()
     flash("Vous êtes déconnecté.", "success")
@@ -97,6 +102,7 @@ def logout():
 @bp.route("/mot-de-passe-oublie", methods=["GET", "POST"])
 @policy.allow(policy.public)
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"])
+@limiter.limit("3 per hour", methods=["POST"], key_func=_account_key)  # no mail flood
 def forgot():
     """Ask for a reset link; the answer never says whether the account exists."""
     form = ForgotForm()
@@ -114,16 +120,21 @@ def forgot():
 
 
 def _send_reset(email: str, link: str, minutes: int) -> None:
-    """Mail the link; a mail failure is logged, and the page says the same as for anyone."""
-    try:
-        mail.send(current_app._get_current_object(), to=[email],
-                  subject="Assistance téléphonique : choisir un nouveau mot de passe",
-                  body=(f"Bonjour,\n\nPour choisir un nouveau mot de passe, ouvrez ce lien "
-                        f"dans les {minutes} minutes :\n\n{link}\n\nLe lien ne sert qu'une "
-                        "fois. Si vous n'avez rien demandé, ignorez ce message : votre mot "
-                        "de passe reste inchangé.\n"))
-    except mail.MailError as exc:
-        current_app.logger.error("lien de réinitialisation non envoyé : %s", exc)
+    """Mail the link from a thread of its own: the answer never waits for the mail server, so
+    its timing says nothing of whether the account exists; a failure is logged."""
+    app = current_app._get_current_object()
+    body = (f"Bonjour,\n\nPour choisir un nouveau mot de passe, ouvrez ce lien dans les "
+            f"{minutes} minutes :\n\n{link}\n\nLe lien ne sert qu'une fois. Si vous n'avez rien "
+            "demandé, ignorez ce message : votre mot de passe reste inchangé.\n")
+
+    def send():
+        try:
+            mail.send(app, to=[email], body=body,
+                      subject="Assistance téléphonique : choisir un nouveau mot de passe")
+        except mail.MailError as exc:
+            app.logger.error("lien de réinitialisation non envoyé : %s", exc)
+
+    threading.Thread(target=send, name="reset-mail", daemon=True).start()
 
 
 @bp.route("/reinitialiser/<token>", methods=["GET", "POST"])
@@ -151,3 +162,37 @@ def reset(token: str):
 def _public_url(path: str) -> str:
     base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
     return base + path
+
+
+class PasswordForm(Form):
+    current = PasswordField("Mot de passe actuel", validators=[
+        DataRequired("Indiquez votre mot de passe actuel.")])
+    password = PasswordField("Nouveau mot de passe", validators=[
+        DataRequired("Choisissez un mot de passe."),
+        Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH,
+               message=f"Au moins {passwords.MIN_LENGTH} caractères.")])
+    confirm = PasswordField("Confirmez le nouveau mot de passe", validators=[
+        EqualTo("password", "Les deux mots de passe diffèrent.")])
+
+
+@bp.route("/mon-compte", methods=["GET", "POST"])
+@policy.allow(policy.logged_in)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=lambda: f"compte:{current_user.get_id()}", deduct_when=_failed)
+def account():
+    """The user's account: roles and départements, and a new password (the current one asked)."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not passwords.verify(user.password_hash, form.current.data):
+            form.current.errors.append("Mot de passe actuel incorrect.")
+        else:
+            try:
+                operations.set_password(db.session(), Actor.user(user), user, form.password.data)
+            except operations.AccountError as exc:
+                form.password.errors.append(str(exc)[0].upper() + str(exc)[1:] + ".")
+            else:
+                login_user(user)  # the session follows the new password; others end
+                flash("Mot de passe changé. Vos autres sessions sont fermées.", "success")
+                return redirect(url_for("auth.account"))
+    return render_template("auth/account.html", title="Mon compte", form=form)

@@ -3,13 +3,13 @@ settings and its year at a glance. Editing is for admins (see `edit`)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, FieldList, Form, FormField, HiddenField,
+from wtforms import Form as FieldGroup
+from wtforms import (BooleanField, DateField, FieldList, FormField, HiddenField,
                      RadioField, SelectField, SelectMultipleField, StringField, TimeField)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
@@ -19,11 +19,12 @@ from audit.operations import Actor
 from core import db
 from directory import operations, rules
 from directory import settings as directory_settings
-from directory.limits import MAX_LINES
+from directory.limits import MAX_EDITED_PERIODS, MAX_LINES
 from directory.reference import territories
 from directory.rules import DirectoryError
 from directory.schedule import State, availability, calendar_day, holiday_names
 from prompts import french
+from web.forms import Form
 from web import phone, policy
 
 bp = Blueprint("directory_pages", __name__, url_prefix="/annuaire")
@@ -69,7 +70,10 @@ def overview():
     query = (request.args.get("q") or "").strip()
     state_filter = STATE_FILTERS.get(request.args.get("etat", ""))
     zone = request.args.get("zone", "")
-    views = operations.all_snapshots(db.session())
+    # Local dates run from UTC-4 (Antilles) to UTC+4 (La Réunion): closures that ended before
+    # yesterday (UTC) cannot make any département closed now or delay its next opening.
+    views = operations.all_snapshots(db.session(),
+                                     since=(now.astimezone(UTC) - timedelta(days=1)).date())
     codes = set(permissions.visible_codes(current_user, [v.code for v in views]))
     rows = []
     for view in views:
@@ -141,12 +145,12 @@ KINDS = [SelectChoice("closure", "Fermeture exceptionnelle"),
          SelectChoice("opening", "Ouverture exceptionnelle")]
 
 
-class LineForm(Form):
+class LineForm(FieldGroup):
     number = StringField("Numéro")
     label = StringField("Libellé")
 
 
-class ExceptionRowForm(Form):
+class ExceptionRowForm(FieldGroup):
     remove = BooleanField("Supprimer")
     kind = HiddenField()
     start_date = HiddenField()
@@ -156,7 +160,7 @@ class ExceptionRowForm(Form):
     reason = HiddenField()
 
 
-class EditForm(FlaskForm):
+class EditForm(Form):
     version = HiddenField()
     phone_assistance = BooleanField("Assistance téléphonique proposée")
     form_url = StringField("Adresse du formulaire en ligne")
@@ -174,7 +178,8 @@ class EditForm(FlaskForm):
     friday = StringField("Vendredi")
     saturday = StringField("Samedi")
     sunday = StringField("Dimanche")
-    exceptions = FieldList(FormField(ExceptionRowForm), min_entries=0, max_entries=500)
+    exceptions = FieldList(FormField(ExceptionRowForm), min_entries=0,
+                           max_entries=MAX_EDITED_PERIODS)
     new_kind = SelectField("Type", choices=KINDS)
     new_start = DateField("Du", validators=[Optional()])
     new_end = DateField("Au (inclus)", validators=[Optional()])
@@ -186,8 +191,9 @@ class EditForm(FlaskForm):
     DAY_FIELDS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def _fill(form: EditForm, settings, labels: dict[str, str], version: int) -> None:
-    """Put a département's current settings into the form."""
+def _fill(form: EditForm, settings, labels: dict[str, str], version: int, today: date) -> None:
+    """Put a département's current settings into the form (periods ended before `today` are
+    not shown: they change nothing any more, and they are kept as they are)."""
     form.version.data = str(version)
     form.phone_assistance.data = settings.phone_assistance
     form.form_url.data = settings.form_url or ""
@@ -203,20 +209,22 @@ def _fill(form: EditForm, settings, labels: dict[str, str], version: int) -> Non
                                             for wd, start, end in settings.slots if wd == day)
     while form.exceptions.entries:
         form.exceptions.pop_entry()
-    for kind, periods in (("closure", settings.closures), ("opening", settings.openings)):
-        for p in periods:
-            form.exceptions.append_entry({
-                "kind": kind, "start_date": p.start_date.isoformat(),
-                "end_date": p.end_date.isoformat(),
-                "start_time": p.start_time.strftime("%H:%M") if p.start_time else "",
-                "end_time": p.end_time.strftime("%H:%M") if p.end_time else "",
-                "reason": p.reason})
+    for kind, p in _edited_periods(settings, today):
+        form.exceptions.append_entry({
+            "kind": kind, "start_date": p.start_date.isoformat(),
+            "end_date": p.end_date.isoformat(),
+            "start_time": p.start_time.strftime("%H:%M") if p.start_time else "",
+            "end_time": p.end_time.strftime("%H:%M") if p.end_time else "",
+            "reason": p.reason})
     form.worked_holidays.data = list(settings.worked_holidays)
 
 
-def _read(form: EditForm, code: str, region: str, subdiv) -> tuple[object | None, dict]:
+def _read(form: EditForm, current, region: str, subdiv, today: date
+          ) -> tuple[object | None, dict]:
     """The settings the form describes, validated by the directory's own rules; each refused
-    value is told on its field. Returns (settings or None, labels by number)."""
+    value is told on its field. Returns (settings or None, labels by number). Periods ended
+    before `today` are not in the form: they are taken from `current` unchanged."""
+    code = current.code
     failed = False
 
     def check(field, parse, *args):
@@ -245,7 +253,9 @@ def _read(form: EditForm, code: str, region: str, subdiv) -> tuple[object | None
         intervals = [check(field, rules.parse_interval, part) for part in (field.data or "").split()]
         if all(intervals):
             slots += check(field, rules.check_slots, [(day, *i) for i in intervals]) or ()
-    periods = {"closure": [], "opening": []}
+    shown = set(_edited_periods(current, today))
+    periods = {kind: [p for p in found if (kind, p) not in shown]
+               for kind, found in (("closure", current.closures), ("opening", current.openings))}
     for entry in form.exceptions.entries:
         if entry.form.remove.data:
             continue
@@ -284,8 +294,8 @@ def _read(form: EditForm, code: str, region: str, subdiv) -> tuple[object | None
         form_url=check(form.form_url, rules.parse_free_text, (form.form_url.data or "").strip()),
         email=check(form.email, rules.parse_email, (form.email.data or "").strip()),
         slots=tuple(sorted(slots)),
-        closures=tuple(sorted(periods["closure"], key=rules.period_key)),
-        openings=tuple(sorted(periods["opening"], key=rules.period_key)),
+        closures=tuple(sorted(set(periods["closure"]), key=rules.period_key)),
+        openings=tuple(sorted(set(periods["opening"]), key=rules.period_key)),
         worked_holidays=tuple(sorted(set(
             check(form.worked_holidays, rules.parse_holiday, name, subdiv) or ""
             for name in form.worked_holidays.data or []) - {""})),
@@ -293,6 +303,16 @@ def _read(form: EditForm, code: str, region: str, subdiv) -> tuple[object | None
     if failed:
         return None, labels
     return directory_settings.DepartementSettings(code=code, **values), labels
+
+
+def _edited_periods(settings, today: date) -> list[tuple[str, object]]:
+    """The periods an edit page shows: not over yet, the first MAX_EDITED_PERIODS by date; the
+    others are kept as they are when the page is saved."""
+    found = [(kind, p) for kind, periods in (("closure", settings.closures),
+                                             ("opening", settings.openings))
+             for p in periods if p.end_date >= today]
+    found.sort(key=lambda item: rules.period_key(item[1]))
+    return found[:MAX_EDITED_PERIODS]
 
 
 def _int(text: str | None) -> int:
@@ -316,6 +336,7 @@ def edit(code: str):
     if dept is None:
         abort(404)
     current = directory_settings.current(session, dept)
+    today = _now().astimezone(ZoneInfo(dept.timezone)).date()
     labels = {line.number: line.label or "" for line in dept.lines}
     form = EditForm()
     names = sorted(set(holiday_names(dept.holiday_subdiv).values()))
@@ -323,9 +344,9 @@ def edit(code: str):
     national = operations.national_worked_holidays(session)
     conflict = None
     if request.method == "GET":
-        _fill(form, current, labels, dept.version)
+        _fill(form, current, labels, dept.version, today)
     elif form.validate_on_submit():
-        settings, new_labels = _read(form, dept.code, dept.phone_region, dept.holiday_subdiv)
+        settings, new_labels = _read(form, current, dept.phone_region, dept.holiday_subdiv, today)
         if settings is not None:
             try:
                 changed = directory_settings.save(

@@ -6,10 +6,11 @@ Rules are plain predicates of (user, view arguments), built on accounts.permissi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from flask import Flask, abort, current_app, redirect, request, url_for
-from flask_login import current_user
+from flask import Flask, abort, current_app, flash, redirect, request, session, url_for
+from flask_login import current_user, logout_user
 
 from accounts import permissions
 
@@ -51,6 +52,17 @@ def edits_departement(user, args) -> bool:
     return permissions.may_edit_departement(user, str(args.get("code", "")).upper())
 
 
+#: When the session's user logged in (a session ends a fixed time after, however active).
+LOGIN_AT = "login_at"
+
+
+def session_expired() -> bool:
+    """True when the logged-in session is older than WEB_SESSION_HOURS (or has no login time)."""
+    started = session.get(LOGIN_AT)
+    lifetime = current_app.permanent_session_lifetime.total_seconds()
+    return not isinstance(started, (int, float)) or time.time() - started > lifetime
+
+
 def allow(rule: Rule):
     """Declare the rule of a view: `@allow(policy.admin)`."""
     def mark(view):
@@ -82,6 +94,10 @@ def init_app(app: Flask) -> None:
         if rule is None:  # a view nobody declared a rule for is never served
             current_app.logger.error("vue sans règle d'accès : %s", endpoint)
             abort(403)
+        if current_user.is_authenticated and session_expired():
+            logout_user()
+            session.clear()
+            flash("Votre session a expiré : reconnectez-vous.", "info")
         user = current_user if current_user.is_authenticated else None
         if rule(user, request.view_args or {}):
             return None

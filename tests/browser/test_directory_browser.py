@@ -31,6 +31,7 @@ def _snapshot(live_server, code):
 def test_admin_changes_a_line_of_93(admin_page, live_server):
     page = admin_page
     page.goto("/annuaire/93")
+    assert_accessible(page)
     page.get_by_role("link", name="Modifier").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Modifier 93 Seine-Saint-Denis")
     assert_accessible(page)
