@@ -128,3 +128,14 @@ def recalc(tmp_path_factory):
         assert result.returncode == 0 and converted.exists(), result.stderr
         return openpyxl.load_workbook(converted, data_only=True)
     return run
+
+
+@pytest.fixture
+def admin(app, db):
+    """A test client logged in as an admin (admin@example.gouv.fr) through the login form."""
+    from accounts.models import Role
+    from tests.webclient import login, make_user
+    make_user(db, "admin@example.gouv.fr", Role.admin)
+    client = app.test_client()
+    assert login(client, "admin@example.gouv.fr").status_code == 302
+    return client

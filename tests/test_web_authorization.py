@@ -38,6 +38,7 @@ TABLE = {
     "preview_pages.simulator_keys": [("POST", "/simulateur/touches", LOGGED_IN)],
     "preview_pages.simulator_hang_up": [("POST", "/simulateur/raccrocher", LOGGED_IN)],
     "admin_pages.audit_log": [("GET", "/admin/journal", {ADMIN})],
+    "admin_pages.worked_holidays": [("GET", "/admin/jours-feries", {ADMIN})],
     "admin_pages.import_directory": [("GET", "/admin/annuaire/import", {ADMIN})],
     "admin_pages.export_directory": [("GET", "/admin/annuaire/export.csv", {ADMIN})],
     "admin_pages.upload_directory": [("POST", "/admin/annuaire/import", {ADMIN})],

@@ -19,14 +19,6 @@ from ivr.simulator import Referent
 from tests.webclient import csrf_token, form_fields, login, make_user
 
 
-@pytest.fixture
-def admin(app, db):
-    make_user(db, "admin@example.gouv.fr", Role.admin)
-    client = app.test_client()
-    assert login(client, "admin@example.gouv.fr").status_code == 302
-    return client
-
-
 def _set(fields, values: dict) -> None:
     """Replace form values (MultiDict.update would add a second value)."""
     for name, value in values.items():
@@ -225,3 +217,22 @@ def test_past_periods_are_kept_but_not_shown(admin, db):
     assert admin.post("/annuaire/93/modifier", data=fields).status_code == 302
     reasons = sorted(e.reason for e in operations.snapshot(db, "93").exceptions)
     assert reasons == ["passée", "à venir"]
+
+
+def test_national_worked_holidays_from_the_page(admin, db, clock):
+    page = admin.get("/admin/jours-feries").get_data(as_text=True)
+    assert "Lundi de Pentecôte" in page and "Saint-Étienne" in page
+    fields = form_fields(page)
+    fields.add("worked", "Lundi de Pentecôte")
+    assert admin.post("/admin/jours-feries", data=fields).status_code == 302
+    preview = admin.get("/apercu?departement=93&day=2027-05-17&at=10:00&caller=nouveau"
+                        "&thematique=&referent=accept&voicemail=0").get_data(as_text=True)
+    assert "Issue de l'appel : <strong>décroché</strong>" in preview
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.entity == "jour férié")).one()
+    assert entry.summary == "Lundi de Pentecôte : travaillé (tous les départements)"
+    assert entry.actor == "utilisateur:admin@example.gouv.fr"
+    fields = form_fields(admin.get("/admin/jours-feries").get_data(as_text=True))
+    assert fields.getlist("worked") == ["Lundi de Pentecôte"]
+    del fields["worked"]
+    admin.post("/admin/jours-feries", data=fields)
+    assert operations.national_worked_holidays(db) == []

@@ -20,14 +20,6 @@ from tests.webclient import csrf_token, form_fields, login, make_user, post_form
 from tracking.models import Call
 
 
-@pytest.fixture
-def admin(app, db):
-    make_user(db, "admin@example.gouv.fr", Role.admin)
-    client = app.test_client()
-    assert login(client, "admin@example.gouv.fr").status_code == 302
-    return client
-
-
 def _client(app, db, email, role, departements=()):
     make_user(db, email, role, departements=departements)
     client = app.test_client()

@@ -11,14 +11,6 @@ from tests.webclient import form_fields, login, make_user
 from tracking.models import Call, Outcome
 
 
-@pytest.fixture
-def admin(app, db):
-    make_user(db, "admin@example.gouv.fr", Role.admin)
-    client = app.test_client()
-    assert login(client, "admin@example.gouv.fr").status_code == 302
-    return client
-
-
 def _form(client, action: str):
     page = client.get("/simulateur").get_data(as_text=True)
     start = page.index(f'action="{action}"')

@@ -93,6 +93,7 @@ def navigation() -> list[tuple[str, str]]:
              ("preview_pages.simulator", "Simulateur d'appel")]
     if permissions.may_administer(current_user):
         items += [("admin_pages.import_directory", "Import et export"),
+                  ("admin_pages.worked_holidays", "Jours fériés"),
                   ("admin_pages.prompt_list", "Messages"),
                   ("admin_pages.audit_log", "Journal des modifications")]
     return items

@@ -25,15 +25,16 @@ from core import db
 from core import text as text_policy
 from core.spreadsheets import is_plausible_year
 from directory import io as directory_io
+from directory import operations, rules
 from directory import settings as directory_settings
 from directory.models import Departement
-from directory.reference import official_order
+from directory.reference import official_order, territories
+from directory.rules import DirectoryError
 from prompts import descriptions as prompt_descriptions
 from prompts import operations as prompt_operations
 from prompts.operations import OverrideError
-from directory.rules import DirectoryError
-from web.forms import Form
 from web import policy, scratch
+from web.forms import Form
 
 bp = Blueprint("admin_pages", __name__, url_prefix="/admin")
 
@@ -375,3 +376,28 @@ def save_prompt_audio(name: str):
         db.after_commit(lambda: prompt_operations.delete_audio_file(folder, obsolete))
     flash(done or "Aucune modification.", "success" if done else "info")
     return redirect(url_for("admin_pages.prompt", name=name, departement=code))
+
+
+# --- national worked holidays -------------------------------------------------------------
+
+@bp.route("/jours-feries", methods=["GET", "POST"])
+@policy.allow(policy.admin)
+def worked_holidays():
+    """Public holidays worked in every département (e.g. Lundi de Pentecôte, journée de
+    solidarité); a département may still keep the day off on its own page."""
+    session = db.session()
+    names = sorted(set(rules.known_holidays(
+        {t.holiday_subdiv for t in territories().values()}).values()))
+    form = Form()
+    if request.method == "POST" and form.validate_on_submit():
+        wanted = set(request.form.getlist("worked")) & set(names)
+        current = set(operations.national_worked_holidays(session))
+        for name in sorted(wanted ^ current):
+            operations.set_worked_holiday(session, name, None, worked=name in wanted,
+                                          actor=Actor.user(current_user))
+        flash("Jours fériés travaillés enregistrés." if wanted ^ current else "Aucune modification.",
+              "success" if wanted ^ current else "info")
+        return redirect(url_for("admin_pages.worked_holidays"))
+    return render_template("admin/worked_holidays.html", title="Jours fériés travaillés",
+                           form=form, names=names,
+                           worked=set(operations.national_worked_holidays(session)))

@@ -48,6 +48,15 @@ def test_admin_changes_a_line_of_93(admin_page, live_server):
     expect(page.get_by_role("status")).to_contain_text("Modifications enregistrées")
     expect(page.get_by_text("+33 1 99 00 93 55")).to_be_visible()
     assert _snapshot(live_server, "93").lines[0].number == "+33199009355"
+    # The next call, placed from the simulator page, rings the new number.
+    page.goto("/simulateur")
+    page.get_by_label("Date et heure simulées (heure de Paris)").fill("2026-12-21T10:00")
+    page.get_by_role("button", name="Appeler").click()
+    for digits in ("93", "1", "1"):
+        page.get_by_label("Touches tapées").fill(digits)
+        page.get_by_role("button", name="Envoyer").click()
+    expect(page.get_by_role("heading", name="Appel terminé")).to_be_visible()
+    expect(page.locator("#transcription")).to_contain_text("Appel de +33199009355")
 
 
 def test_admin_closes_75_for_a_day_and_the_preview_says_why(admin_page, live_server):
