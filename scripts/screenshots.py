@@ -25,6 +25,7 @@ PAGES = [
     ("import.png", "/admin/annuaire/import"),
     ("preview.png", "/apercu?departement=57&day=2026-12-26&at=10:00&caller=nouveau&thematique="
                     "&referent=accept&voicemail=20"),
+    ("downloads.png", "/classeurs/"),
     ("prompts.png", "/admin/messages"),
     ("prompt.png", "/admin/messages/closed_hours?departement=57"),
     ("audit.png", "/admin/journal"),

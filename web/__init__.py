@@ -43,8 +43,8 @@ def init_app(app: Flask) -> None:
     limiter.init_app(app)
     policy.init_app(app)
 
-    from web import auth, directory_pages, admin_pages, preview_pages, home
-    for module in (auth, home, directory_pages, admin_pages, preview_pages):
+    from web import admin_pages, auth, directory_pages, downloads, home, preview_pages
+    for module in (auth, home, directory_pages, admin_pages, preview_pages, downloads):
         app.register_blueprint(module.bp)
     from ivr.blueprint import bp as ivr_bp
     csrf.exempt(ivr_bp)
@@ -90,7 +90,8 @@ def navigation() -> list[tuple[str, str]]:
     from accounts import permissions
     items = [("directory_pages.overview", "Annuaire"),
              ("preview_pages.preview", "Ce qu'entendront les appelants"),
-             ("preview_pages.simulator", "Simulateur d'appel")]
+             ("preview_pages.simulator", "Simulateur d'appel"),
+             ("downloads.index", "Classeurs")]
     if permissions.may_administer(current_user):
         items += [("admin_pages.import_directory", "Import et export"),
                   ("admin_pages.worked_holidays", "Jours fériés"),
