@@ -25,10 +25,19 @@ PAGES = [
     ("import.png", "/admin/annuaire/import"),
     ("preview.png", "/apercu?departement=57&day=2026-12-26&at=10:00&caller=nouveau&thematique="
                     "&referent=accept&voicemail=20"),
+    ("calls.png", "/appels/"),
+    ("call-new.png", "/appels/nouvelle"),
+    ("calls-import.png", "/appels/import"),
     ("downloads.png", "/classeurs/"),
     ("prompts.png", "/admin/messages"),
     ("prompt.png", "/admin/messages/closed_hours?departement=57"),
     ("audit.png", "/admin/journal"),
+]
+#: (file name, path) of the dashboards, shot last, once demo calls are seeded (the other pages
+#: are shot without them).
+DASHBOARD_PAGES = [
+    ("dashboard.png", "/tableau-de-bord/?trimestre=2026-Q4&tri=recus&ordre=desc"),
+    ("dashboard-93.png", "/tableau-de-bord/93?trimestre=2026-Q4"),
 ]
 #: Two cells the import must refuse: (département code, column, wrong value).
 BAD_CELLS = [("93", "Lignes", "+33199009301 ; 01 23"), ("57", "Durée de sonnerie (s)", "999")]
@@ -92,6 +101,54 @@ def import_preview(shooter: Shooter, server: liveserver.LiveServer, folder: Path
         shooter.shoot(name)
 
 
+def seed_calls(server: liveserver.LiveServer) -> None:
+    """A few calls and an email for « Mes appels » (the demo database has none)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tracking import solicitations
+    from tracking.models import Call, CallEvent, CallLeg, Channel, Outcome
+    start = datetime(2026, 12, 21, 8, 0, tzinfo=UTC)
+    with server.app.app_context():
+        session = core_db.session()
+        for i, (code, outcome, them) in enumerate([("93", Outcome.answered, "usage"),
+                                                   ("57", Outcome.out_of_hours, None),
+                                                   ("93", Outcome.no_answer, "habilitations")]):
+            at = start + timedelta(minutes=37 * i)
+            call = Call(call_sid=f"CAscreenshot{i:020d}", caller_hash=f"h{i}",
+                        caller_masked="+336••••••78", called_number="+33806000156",
+                        status="completed", started_at=at, ended_at=at + timedelta(minutes=3),
+                        duration_seconds=180, departement_code=code, thematique=them,
+                        outcome=outcome, step="dial" if code == "93" else "closed",
+                        wait_seconds=14 if code == "93" else None,
+                        talk_seconds=95 if outcome is Outcome.answered else None)
+            session.add(call)
+            session.flush()
+            for j, step in enumerate(["welcome", "departement", "confirm", "motif"]):
+                session.add(CallEvent(call_id=call.id, kind="step", step=step,
+                                      at=at + timedelta(seconds=5 * j),
+                                      data={"Digits": code} if step == "departement" else {}))
+            if code == "93":
+                session.add(CallLeg(call_id=call.id, leg_sid=f"CAleg{i:023d}", number="+33199009301",
+                                    status="completed", started_at=at + timedelta(seconds=25),
+                                    accepted_at=(at + timedelta(seconds=39)
+                                                 if outcome is Outcome.answered else None),
+                                    duration_seconds=110))
+            solicitations.sync_call(session, call)
+        solicitations.add(session, departement="93", occurred_at=start - timedelta(hours=2),
+                          channel=Channel.email, thematique="usage", motif="doublons",
+                          comment="Courriel du guichet de Bobigny")
+        core_db.commit()
+
+
+def call_detail(shooter: Shooter) -> None:
+    """Open the first call of « Mes appels » and shoot its detail page."""
+    name = "call.png"
+    if not shooter.goto(name, "/appels/"):
+        return
+    shooter.page.locator("tbody tr a").first.click()
+    shooter.shoot(name)
+
+
 def simulator(shooter: Shooter) -> None:
     """Place a test call on the simulator page, typed on its keypad, and shoot it at the end."""
     name, path = "simulator.png", "/simulateur"
@@ -110,6 +167,19 @@ def simulator(shooter: Shooter) -> None:
     shooter.shoot(name)
 
 
+def dashboards(shooter: Shooter, server: liveserver.LiveServer) -> None:
+    """Seed a quarter of fictitious calls, then shoot the DASHBOARD_PAGES."""
+    from datetime import date
+
+    from devtools.demo_calls import seed_calls as seed_demo_calls
+    with server.app.app_context():
+        seed_demo_calls(core_db.session(), start=date(2026, 10, 1), end=date(2026, 12, 18))
+        core_db.commit()
+    for name, path in DASHBOARD_PAGES:
+        if shooter.goto(name, path):
+            shooter.shoot(name)
+
+
 def main(argv: list[str]) -> int:
     """Start the app and a browser, log in as an admin, and write every screenshot."""
     outdir = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUTDIR
@@ -123,6 +193,7 @@ def main(argv: list[str]) -> int:
             if shooter.goto("login.png", "/connexion"):
                 shooter.shoot("login.png")
             server.user(ADMIN, "admin", name="Camille Admin")
+            seed_calls(server)
             liveserver.login(page, ADMIN)
             if "/connexion" in page.url:
                 print("login failed: the pages behind it cannot be shot", file=sys.stderr)
@@ -134,6 +205,9 @@ def main(argv: list[str]) -> int:
                     import_preview(shooter, server, Path(folder))
                 if name == "preview.png":
                     simulator(shooter)
+                if name == "calls.png":
+                    call_detail(shooter)
+            dashboards(shooter, server)
             browser.close()
     finally:
         server.stop()

@@ -42,6 +42,9 @@ TABLE = {
     "downloads.workbook": [("GET", "/classeurs/2026-Q4/national.xlsx", {ADMIN, NATIONAL}),
                            ("GET", "/classeurs/2026-Q4/departement-75.xlsx", {ADMIN, NATIONAL}),
                            ("GET", "/classeurs/2026-Q4/departement-93.xlsx", LOGGED_IN)],
+    "dashboard_pages.national": [("GET", "/tableau-de-bord/", {ADMIN, NATIONAL})],
+    "dashboard_pages.departement": [("GET", "/tableau-de-bord/75", {ADMIN, NATIONAL}),
+                                    ("GET", "/tableau-de-bord/93", LOGGED_IN)],
     "admin_pages.worked_holidays": [("GET", "/admin/jours-feries", {ADMIN})],
     "admin_pages.import_directory": [("GET", "/admin/annuaire/import", {ADMIN})],
     "admin_pages.export_directory": [("GET", "/admin/annuaire/export.csv", {ADMIN})],
@@ -53,6 +56,16 @@ TABLE = {
     "admin_pages.save_prompt_text": [("POST", "/admin/messages/opening_hours", {ADMIN})],
     "admin_pages.save_prompt_audio": [("POST", "/admin/messages/opening_hours/enregistrement",
                                        {ADMIN})],
+    # « Mes appels »: unknown references answer 404 to whoever is logged in; the 403 on another
+    # département's reference is in test_web_referents.py (references are random).
+    "referent_pages.index": [("GET", "/appels/", LOGGED_IN),
+                             ("GET", "/appels/?departement=75", LOGGED_IN)],
+    "referent_pages.detail": [("GET", "/appels/S-0000000000", LOGGED_IN)],
+    "referent_pages.qualify": [("POST", "/appels/S-0000000000/qualifier", LOGGED_IN)],
+    "referent_pages.new": [("GET", "/appels/nouvelle", LOGGED_IN),
+                           ("POST", "/appels/nouvelle", LOGGED_IN)],
+    "referent_pages.import_workbook": [("GET", "/appels/import", LOGGED_IN),
+                                       ("POST", "/appels/import", LOGGED_IN)],
 }
 
 

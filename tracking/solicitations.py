@@ -150,3 +150,23 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
             raise SolicitationError(str(exc)) from None
     db.flush()
     return row
+
+
+def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | None]], *,
+                   comment: str | None = None, resolved: bool | None = None,
+                   escalated: bool | None = None) -> list[Solicitation]:
+    """Qualify a row with one motif, or split it into several (`split`); the comment goes on the
+    first row, the follow-up (resolved, escalated) on every row. Returns the rows."""
+    if not motifs:
+        raise SolicitationError("indiquez au moins un motif")
+    rows = split(db, row, motifs) if len(motifs) > 1 else [row]
+    first = motifs[0]
+    qualify(db, rows[0], thematique=first[0], motif=first[1], sous_motif=first[2],
+            comment=comment, resolved=resolved, escalated=escalated)
+    for extra in rows[1:]:
+        if resolved is not None:
+            extra.resolved_first_level = resolved
+        if escalated is not None:
+            extra.escalated = escalated
+    db.flush()
+    return rows

@@ -208,8 +208,11 @@ def _fingerprint(values: dict, occurrence: int) -> str:
     return hashlib.sha256(f"{key}|{occurrence}".encode()).hexdigest()
 
 
-def plan(db: Session, rows) -> _Plan:
-    """Validate every row and work out what would change; ImportRefused lists every error."""
+def plan(db: Session, rows, allowed: set[str] | None = None) -> _Plan:
+    """Validate every row and work out what would change; ImportRefused lists every error.
+
+    With `allowed`, only rows of those départements may be imported (a referent's): any other
+    row, or an existing row of another département, is refused by name."""
     check, result, errors = _Checker(db), _Plan(), []
     existing = {}
     refs = set()
@@ -239,6 +242,9 @@ def plan(db: Session, rows) -> _Plan:
             row_errors.append(("Département", f"département inconnu : « {code} »"))
         elif not code:
             row_errors.append(("Département", "obligatoire"))
+        elif allowed is not None and code not in allowed:
+            row_errors.append(("Département", f"vous ne pouvez pas importer de ligne du "
+                                              f"département « {code} »"))
         taxo = check.taxonomy(cells, row_errors)
         resolved = check.yes_no(cells, "Résolu au niveau 1", row_errors)
         escalated = check.yes_no(cells, "Escaladé", row_errors)
@@ -249,6 +255,9 @@ def plan(db: Session, rows) -> _Plan:
             row = existing.get(ref)
             if row is None:
                 row_errors.append(("Référence", f"référence inconnue : « {ref} » (laissez-la vide pour une nouvelle ligne)"))
+            elif allowed is not None and row.departement_code not in allowed:
+                row_errors.append(("Référence", f"« {ref} » est une ligne du département "
+                                                f"« {row.departement_code} » : vous ne pouvez pas la modifier"))
             elif ref in seen_refs:
                 row_errors.append(("Référence", f"référence en double : « {ref} »"))
             seen_refs.add(ref)
@@ -327,7 +336,7 @@ def _revert(db: Session, result: _Plan) -> None:
 
 
 def import_file(db: Session, path: str | Path,
-                commit: Callable[[], None] | None = None) -> str:
+                commit: Callable[[], None] | None = None, allowed: set[str] | None = None) -> str:
     """Validate then apply a workbook; returns a French summary.
 
     Without `commit`, everything is only flushed (the edge commits once). With it, the edge's
@@ -336,7 +345,7 @@ def import_file(db: Session, path: str | Path,
     import stays all or nothing. (Were the process killed midway, importing the same file
     again completes it: rows are recognised by reference and fingerprint.)
     """
-    result = plan(db, read_rows(path))
+    result = plan(db, read_rows(path), allowed)
     result.previous = [dict(id=row.id, thematique_id=row.thematique_id, motif_id=row.motif_id,
                             sous_motif_id=row.sous_motif_id, comment=row.comment,
                             resolved_first_level=row.resolved_first_level,

@@ -43,9 +43,12 @@ def init_app(app: Flask) -> None:
     limiter.init_app(app)
     policy.init_app(app)
 
-    from web import admin_pages, auth, directory_pages, downloads, home, preview_pages
-    for module in (auth, home, directory_pages, admin_pages, preview_pages, downloads):
+    from web import admin_pages, auth, dashboard_pages, directory_pages, downloads, home, preview_pages
+    for module in (auth, home, directory_pages, admin_pages, preview_pages, downloads,
+                   dashboard_pages):
         app.register_blueprint(module.bp)
+    from web import referent_pages
+    app.register_blueprint(referent_pages.bp)
     from ivr.blueprint import bp as ivr_bp
     csrf.exempt(ivr_bp)
 
@@ -88,10 +91,13 @@ def navigation() -> list[tuple[str, str]]:
     """The main menu of the current user: only what their role may open."""
     from flask_login import current_user
     from accounts import permissions
-    items = [("directory_pages.overview", "Annuaire"),
+    items = [("referent_pages.index", "Mes appels"),
+             ("directory_pages.overview", "Annuaire"),
              ("preview_pages.preview", "Ce qu'entendront les appelants"),
              ("preview_pages.simulator", "Simulateur d'appel"),
              ("downloads.index", "Classeurs")]
+    if permissions.sees_every_departement(current_user):
+        items.append(("dashboard_pages.national", "Tableau de bord"))
     if permissions.may_administer(current_user):
         items += [("admin_pages.import_directory", "Import et export"),
                   ("admin_pages.worked_holidays", "Jours fériés"),
