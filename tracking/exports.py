@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from core.spreadsheets import EARLIEST_YEAR, LATEST_YEAR, is_plausible_year
 from directory.models import Departement
 from directory.reference import official_order
 from tracking.columns import NO, TO_QUALIFY, YES
@@ -31,6 +32,8 @@ def quarter_bounds(text: str) -> tuple[date, date]:
     if not match:
         raise PeriodError(f"trimestre invalide : « {text} » (attendu : 2026-Q4)")
     year, q = int(match[1]), int(match[2])
+    if not is_plausible_year(year):
+        raise PeriodError(f"trimestre hors des années {EARLIEST_YEAR} à {LATEST_YEAR} : « {text} »")
     start = date(year, 3 * q - 2, 1)
     end = date(year + (q == 4), (3 * q) % 12 + 1, 1) - timedelta(days=1)
     return start, end
@@ -38,7 +41,7 @@ def quarter_bounds(text: str) -> tuple[date, date]:
 
 def quarter_of(day: date) -> str:
     """'2026-Q4' for any day of October to December 2026."""
-    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+    return f"{day.year:04d}-Q{(day.month - 1) // 3 + 1}"
 
 
 def _yes_no(value: bool | None) -> str | None:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, and_, case, cast, false, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.spreadsheets import EARLIEST_YEAR, LATEST_YEAR, is_plausible_year
 from directory.models import Departement
 from directory.reference import official_order
 from tracking.columns import TO_QUALIFY
@@ -45,7 +46,9 @@ class PeriodTooLong(ValueError):
 
 
 def check_period(start: date, end: date) -> None:
-    """Refuse an inverted or overlong period with a French message."""
+    """Refuse an inverted, overlong or implausible period with a French message."""
+    if not (is_plausible_year(start.year) and is_plausible_year(end.year)):
+        raise PeriodTooLong(f"dates hors des années {EARLIEST_YEAR} à {LATEST_YEAR}")
     if end < start:
         raise PeriodTooLong("la date de fin précède la date de début")
     if (end - start).days + 1 > MAX_DAYS:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from core.spreadsheets import is_plausible_year
 from directory.models import Departement
 from tracking.models import (Call, CallEvent, CallLeg, Channel, Motif, Outcome, Solicitation,
                              SousMotif, Thematique)
@@ -80,11 +81,11 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         instant, row_id = raw.split("|")
-        at = datetime.fromisoformat(instant)
-        if at.tzinfo is None:
+        at, number = datetime.fromisoformat(instant), int(row_id)
+        if at.tzinfo is None or not is_plausible_year(at.year) or not 0 < number < 2**63:
             return None
-        return at.astimezone(UTC), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return at.astimezone(UTC), number
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
 
 

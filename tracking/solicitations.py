@@ -5,6 +5,7 @@ Operations only flush; the edge (webhook, CLI command, web view) commits.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import datetime
 
@@ -99,6 +100,23 @@ def qualify(db: Session, row: Solicitation, *, thematique: str, motif: str,
     return row
 
 
+def rows_of_call(db: Session, row: Solicitation) -> list[Solicitation]:
+    """The rows of `row`'s call, its first (primary) row first; just `row` without a call."""
+    if row.call_id is None:
+        return [row]
+    rows = db.scalars(select(Solicitation).where(Solicitation.call_id == row.call_id)
+                      .order_by(Solicitation.id)).all()
+    return sorted(rows, key=lambda r: (not r.is_primary, r.id))
+
+
+def state_token(db: Session, row: Solicitation) -> str:
+    """A fingerprint of the qualification of `row`'s call: a form sent from an older state is
+    refused (someone qualified the call meanwhile)."""
+    state = [(r.id, r.thematique_id, r.motif_id, r.sous_motif_id, r.comment,
+              r.resolved_first_level, r.escalated) for r in rows_of_call(db, row)]
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:24]
+
+
 def split(db: Session, row: Solicitation,
           motifs: list[tuple[str, str, str | None]]) -> list[Solicitation]:
     """One row per motif for the same call or email: `row` takes the first, new rows the others."""
@@ -155,13 +173,31 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
 def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | None]], *,
                    comment: str | None = None, resolved: bool | None = None,
                    escalated: bool | None = None) -> list[Solicitation]:
-    """Qualify a row with one motif, or split it into several (`split`); the comment goes on the
-    first row, the follow-up (resolved, escalated) on every row. Returns the rows."""
+    """Make the rows of `row`'s call exactly `motifs`, one row per motif: the call's first row
+    takes the first, its other rows the next ones (created or removed as needed), so sending
+    the same qualification twice changes nothing. The comment goes on the first row, the
+    follow-up (resolved, escalated) on every row. Returns the rows."""
     if not motifs:
         raise SolicitationError("indiquez au moins un motif")
-    rows = split(db, row, motifs) if len(motifs) > 1 else [row]
+    if len(set(motifs)) != len(motifs):
+        raise SolicitationError("motif en double : indiquez chaque motif une seule fois")
+    group = rows_of_call(db, row)
+    first_row, others = group[0], group[1:]
+    rows = [first_row]
+    for index, (them, motif, sous) in enumerate(motifs[1:]):
+        if index < len(others):
+            extra = others[index]
+        else:
+            extra = Solicitation(reference=new_reference(), departement_code=row.departement_code,
+                                 occurred_at=row.occurred_at, channel=row.channel,
+                                 call_id=row.call_id, is_primary=False, source=row.source,
+                                 comment="")
+            db.add(extra)
+        rows.append(qualify(db, extra, thematique=them, motif=motif, sous_motif=sous))
+    for surplus in others[len(motifs) - 1:]:
+        db.delete(surplus)
     first = motifs[0]
-    qualify(db, rows[0], thematique=first[0], motif=first[1], sous_motif=first[2],
+    qualify(db, first_row, thematique=first[0], motif=first[1], sous_motif=first[2],
             comment=comment, resolved=resolved, escalated=escalated)
     for extra in rows[1:]:
         if resolved is not None:

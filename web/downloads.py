@@ -11,7 +11,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from flask import Blueprint, abort, after_this_request, current_app, render_template, request, send_file
+from flask import (Blueprint, abort, after_this_request, current_app, flash, render_template,
+                   request, send_file)
 from flask_login import current_user
 
 from accounts import permissions
@@ -33,7 +34,7 @@ def workbook_scope(name: str) -> str | None:
     """The département a workbook file name covers ("" for the national one), None if it is
     not a workbook's name."""
     match = _NAME.fullmatch(name or "")
-    if match is None:
+    if match is None or (match.group(1) and match.group(1) not in territories()):
         return None
     return match.group(1) or ""
 
@@ -68,7 +69,11 @@ def index():
         start, _ = quarter_bounds(quarters[-1])
         day = date.fromordinal(start.toordinal() - 1)
     chosen = request.args.get("trimestre") or quarters[0]
-    quarter = _quarter(chosen)
+    try:
+        quarter = quarter_of(quarter_bounds(chosen)[0])
+    except PeriodError as exc:
+        flash(f"{exc} : trimestre en cours affiché.", "error")
+        quarter = quarters[0]
     codes = permissions.visible_codes(current_user, official_order(list(territories())))
     stored = workbook_dir(current_app) / quarter
     return render_template("downloads/index.html", title="Classeurs d'indicateurs",

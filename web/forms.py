@@ -43,3 +43,11 @@ def error_list(form) -> list[tuple[str, str, str]]:
             continue
         walk(field)
     return found
+
+
+def plausible_year(form, field) -> None:
+    """A date validator: the years a record of the service can have (as the imports say)."""
+    from core.spreadsheets import EARLIEST_YEAR, LATEST_YEAR, is_plausible_year
+    from wtforms.validators import ValidationError
+    if field.data is not None and not is_plausible_year(field.data.year):
+        raise ValidationError(f"date hors des années {EARLIEST_YEAR} à {LATEST_YEAR}")

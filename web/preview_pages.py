@@ -31,7 +31,7 @@ from ivr.simulator import Emulator, FlaskTransport, Pause, Referent, Transcript
 import prompts
 from prompts import overrides as prompt_overrides
 from tracking.models import Call, Outcome
-from web.forms import Form
+from web.forms import Form, plausible_year
 from web import policy, scratch
 
 bp = Blueprint("preview_pages", __name__)
@@ -49,7 +49,8 @@ class PreviewForm(Form):
         csrf = False  # a GET form that changes nothing
 
     departement = SelectField("Département", validators=[DataRequired("Choisissez un département.")])
-    day = DateField("Date", validators=[InputRequired("Indiquez une date (JJ/MM/AAAA).")])
+    day = DateField("Date", validators=[InputRequired("Indiquez une date (JJ/MM/AAAA)."),
+                                        plausible_year])
     at = TimeField("Heure locale du département", validators=[InputRequired("Indiquez une heure.")])
     caller = SelectField("Appelant", choices=CALLERS, default="nouveau")
     thematique = SelectField("Thématique choisie dans le menu")
@@ -141,7 +142,8 @@ LINE_KINDS = (("🔊", "say"), ("🎵", "say"), ("⌨", "input"), ("⌛", "input
 class SimulatorForm(Form):
     caller = StringField("Numéro de l'appelant", default="+33612345678",
                          validators=[DataRequired("Indiquez un numéro, ou « anonymous ».")])
-    at = DateTimeLocalField("Date et heure simulées (heure de Paris)", validators=[Optional()],
+    at = DateTimeLocalField("Date et heure simulées (heure de Paris)",
+                            validators=[Optional(), plausible_year],
                             format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
     referent = SelectField("Quand une ligne sonne, le référent…", choices=BEHAVIOURS,
                            default="accept")

@@ -15,7 +15,8 @@ from flask_login import current_user
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms import BooleanField, DateField, FieldList, FormField, SelectField, TextAreaField, TimeField
+from wtforms import (BooleanField, DateField, FieldList, FormField, HiddenField, SelectField,
+                     TextAreaField, TimeField)
 from wtforms import Form as FieldGroup
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Optional, ValidationError
@@ -26,7 +27,7 @@ from directory.reference import official_order, territories
 from tracking import listing, solicitations, workbook_import
 from tracking.models import Channel, Motif, Outcome, Thematique
 from web import policy
-from web.forms import Form
+from web.forms import Form, plausible_year
 
 bp = Blueprint("referent_pages", __name__, url_prefix="/appels")
 
@@ -93,8 +94,8 @@ class FilterForm(Form):
         csrf = False
         locales = ["fr"]
 
-    du = DateField("Du", validators=[Optional()])
-    au = DateField("Au (inclus)", validators=[Optional()])
+    du = DateField("Du", validators=[Optional(), plausible_year])
+    au = DateField("Au (inclus)", validators=[Optional(), plausible_year])
     departement = SelectField("Département", validators=[Optional()])
     issue = SelectField("Issue de l'appel", validators=[Optional()],
                         choices=_choices([("", "Toutes")] + [(o.name, o.value.capitalize()) for o in Outcome]))
@@ -175,6 +176,8 @@ class MotifEntry(FieldGroup):
 class QualifyForm(Form):
     """Qualify a row: one motif, or several (the row is split, one row per motif)."""
 
+    #: The call's qualification when the form was shown (solicitations.state_token).
+    etat = HiddenField()
     motifs = FieldList(FormField(MotifEntry), min_entries=MOTIF_ROWS, max_entries=MOTIF_ROWS)
     commentaire = TextAreaField("Commentaire", validators=[Optional()], render_kw={"rows": 3})
     resolu = SelectField("Résolu au niveau 1", choices=YES_NO, validators=[Optional()])
@@ -196,7 +199,7 @@ class AddForm(Form):
     """A solicitation that did not go through the phone menu."""
 
     departement = SelectField("Département", validators=[InputRequired("choisissez le département")])
-    jour = DateField("Date", validators=[InputRequired("indiquez la date")])
+    jour = DateField("Date", validators=[InputRequired("indiquez la date"), plausible_year])
     heure = TimeField("Heure locale du département", validators=[InputRequired("indiquez l'heure")])
     canal = SelectField("Canal", validators=[InputRequired("choisissez le canal")],
                         choices=_choices([("", "Choisir")] + [(c.name, c.value) for c in Channel
@@ -254,7 +257,8 @@ def detail(reference: str):
                     "sous_motif": (f"{row.thematique.key}/{row.motif.key}/{row.sous_motif.key}"
                                    if row.sous_motif else "")}],
         "commentaire": row.comment, "resolu": _as_choice(row.resolved_first_level),
-        "escalade": _as_choice(row.escalated)})
+        "escalade": _as_choice(row.escalated),
+        "etat": solicitations.state_token(db.session(), row)})
     return _detail_page(row, form.setup(_taxonomy()))
 
 
@@ -279,6 +283,10 @@ def qualify(reference: str):
     specs = form.specs()
     if not valid or error_count(form):
         return _detail_page(row, form, 400)
+    if form.etat.data != solicitations.state_token(db.session(), row):
+        flash("Cet appel a été qualifié entre-temps par quelqu'un d'autre : rien n'a été "
+              "enregistré. Voici sa qualification actuelle ; refaites la vôtre si besoin.", "error")
+        return redirect(url_for("referent_pages.detail", reference=row.reference))
     try:
         rows = solicitations.qualify_motifs(
             db.session(), row, specs, comment=form.commentaire.data or "",
