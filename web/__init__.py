@@ -87,8 +87,9 @@ def phone(number: str) -> str:
         return number
 
 
-def navigation() -> list[tuple[str, str]]:
-    """The main menu of the current user: only what their role may open."""
+def navigation() -> list[tuple[str, object]]:
+    """The main menu of the current user: only what their role may open. An entry is
+    (endpoint, label), or (label, [(endpoint, label)…]) for a sub-menu."""
     from flask_login import current_user
     from accounts import permissions
     items = [("referent_pages.index", "Mes appels"),
@@ -99,10 +100,11 @@ def navigation() -> list[tuple[str, str]]:
     if permissions.sees_every_departement(current_user):
         items.append(("dashboard_pages.national", "Tableau de bord"))
     if permissions.may_administer(current_user):
-        items += [("admin_pages.import_directory", "Import et export"),
-                  ("admin_pages.worked_holidays", "Jours fériés"),
-                  ("admin_pages.prompt_list", "Messages"),
-                  ("admin_pages.audit_log", "Journal des modifications")]
+        items.append(("Administration", [
+            ("admin_pages.import_directory", "Import et export de l'annuaire"),
+            ("admin_pages.worked_holidays", "Jours fériés travaillés"),
+            ("admin_pages.prompt_list", "Messages"),
+            ("admin_pages.audit_log", "Journal des modifications")]))
     return items
 
 

@@ -16,6 +16,7 @@ ADMIN = "admin@example.gouv.fr"
 def test_admin_edits_a_prompt_and_a_lost_placeholder_is_named(page, live_server):
     live_server.user(ADMIN, "admin")
     login(page, ADMIN)
+    page.get_by_role("button", name="Administration").click()
     page.get_by_role("link", name="Messages").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Messages")
     assert_accessible(page)
