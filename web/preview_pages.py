@@ -227,9 +227,15 @@ def simulator():
     if data and data.get("ended"):
         call = db.session().scalar(select(Call).where(Call.call_sid == data["base"]["CallSid"]))
         outcome = call.outcome.value if call is not None and call.outcome else "aucune"
+    return _simulator_page(call=data, outcome=outcome)
+
+
+def _simulator_page(*, call=None, outcome=None, form=None, keys=None, status: int = 200):
+    """The simulator page: a call's transcript, its forms (with their errors, if any)."""
     return render_template("preview/simulator.html", title="Simulateur d'appel",
-                           form=SimulatorForm(), keys=KeysForm(), call=data, outcome=outcome,
-                           simulated_time=current_app.config["SVI_ALLOW_SIMULATED_TIME"])
+                           form=form or SimulatorForm(), keys=keys or KeysForm(), call=call,
+                           outcome=outcome,
+                           simulated_time=current_app.config["SVI_ALLOW_SIMULATED_TIME"]), status
 
 
 @bp.post("/simulateur/appeler")
@@ -238,9 +244,7 @@ def simulator_start():
     """Start a new test call (any call in progress is hung up first)."""
     form = SimulatorForm()
     if not form.validate_on_submit():
-        return render_template("preview/simulator.html", title="Simulateur d'appel", form=form,
-                               keys=KeysForm(), call=None, outcome=None,
-                               simulated_time=current_app.config["SVI_ALLOW_SIMULATED_TIME"]), 400
+        return _simulator_page(form=form, status=400)
     _hang_up(_load_simulation())
     at = None
     if form.at.data and current_app.config["SVI_ALLOW_SIMULATED_TIME"]:
@@ -264,9 +268,7 @@ def simulator_keys():
         flash("Aucun appel de test en cours : lancez-en un.", "error")
         return redirect(url_for("preview_pages.simulator"))
     if not form.validate_on_submit():  # told on the field, the call still waiting
-        return render_template("preview/simulator.html", title="Simulateur d'appel",
-                               form=SimulatorForm(), keys=form, call=data, outcome=None,
-                               simulated_time=current_app.config["SVI_ALLOW_SIMULATED_TIME"]), 400
+        return _simulator_page(call=data, keys=form, status=400)
     pause = Pause(**data["pause"])
     digits = None if "silence" in request.form else (form.digits.data or None)
     transcript, next_pause = _emulator().answer(
