@@ -8,8 +8,8 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
-from accounts import operations
-from accounts.models import Role, User
+from accounts import operations, tokens
+from accounts.models import ApiToken, Role, User
 from audit.operations import Actor
 from core import db
 
@@ -124,3 +124,47 @@ def init_app(app: Flask) -> None:
                 raise click.ClickException(str(exc)) from None
             click.echo(f"{user.email} : {user.role.value} "
                        f"{','.join(sorted(user.departement_codes))}".rstrip())
+
+    @app.cli.group("tokens")
+    def tokens_group():
+        """Jetons d'API personnels : création (affiché une seule fois), liste, révocation."""
+
+    @tokens_group.command("create")
+    @click.argument("email")
+    @click.option("--name", required=True, help="À quoi sert le jeton.")
+    @click.option("--days", type=int, default=None, help="Durée de validité ; sinon sans fin.")
+    def token_create(email, name, days):
+        """Crée un jeton pour un compte et l'affiche (une seule fois)."""
+        with db.transaction() as session:
+            user = _user(session, email)
+            try:
+                token, secret = tokens.create(session, Actor.cli(), user, name, days)
+            except tokens.TokenError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"jeton n° {token.id} créé pour {user.email} ; copiez-le, il ne sera "
+                       "plus affiché :", err=True)
+            click.echo(secret)
+
+    @tokens_group.command("list")
+    @click.argument("email", required=False)
+    def token_list(email):
+        """Liste les jetons (d'un compte, ou de tous), sans leur secret."""
+        session = db.session()
+        stmt = select(ApiToken).order_by(ApiToken.id)
+        if email:
+            stmt = stmt.where(ApiToken.user_id == _user(session, email).id)
+        for token in session.scalars(stmt):
+            used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "jamais"
+            click.echo(f"{token.id}\t{token.user.email}\t{token.name}\t{token.prefix}…\t"
+                       f"{tokens.state(token)}\tdernier usage : {used}")
+
+    @tokens_group.command("revoke")
+    @click.argument("token_id", type=int)
+    def token_revoke(token_id):
+        """Révoque un jeton (par son numéro, donné par `tokens list`)."""
+        with db.transaction() as session:
+            token = tokens.find(session, token_id)
+            if token is None:
+                raise click.ClickException(f"aucun jeton n° {token_id}")
+            tokens.revoke(session, Actor.cli(), token)
+            click.echo(f"jeton n° {token.id} révoqué ({token.user.email}, {token.name})")

@@ -81,3 +81,26 @@ class User(Base):
     def label(self) -> str:
         """How the user is named to people: name and email."""
         return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+class ApiToken(Base):
+    """A personal API token: it acts as its owner, with their role and départements.
+
+    Only a SHA-256 of the secret is stored (the secret is 256 random bits, shown once); the
+    prefix lets people tell their tokens apart without revealing them.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    #: The token's first characters ("svi_XXXXXXXX"), shown in lists.
+    prefix: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()

@@ -28,6 +28,11 @@ class Actor:
         return cls(f"utilisateur:{user.email}", user.id)
 
     @classmethod
+    def api(cls, user) -> "Actor":
+        """A person's API token (the JSON API acts in its owner's name)."""
+        return cls(f"api:{user.email}", user.id)
+
+    @classmethod
     def cli(cls) -> "Actor":
         """A command run on the server, named by the system account that ran it."""
         try:

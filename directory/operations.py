@@ -5,6 +5,8 @@ Values are checked by `directory/rules.py` (DirectoryError, in French) before an
 
 from __future__ import annotations
 
+import re
+
 from datetime import date, time
 
 from sqlalchemy import String, delete, select, type_coerce
@@ -81,9 +83,15 @@ def set_lines(db: Session, dept: Departement, numbers: list[tuple[str, str | Non
     db.flush()
 
 
+#: What a département code looks like ("01", "2A", "974").
+_CODE = re.compile(r"[0-9][0-9AB][0-9]?")
+
+
 def get_departement(db: Session, code: str) -> Departement | None:
-    """The directory entry for a code (case-insensitive: "2a" is "2A")."""
-    return db.get(Departement, (code or "").strip().upper())
+    """The directory entry for a code (case-insensitive: "2a" is "2A"); None for anything that
+    cannot be a code (no odd text, a NUL byte say, reaches the database)."""
+    code = (code or "").strip().upper()
+    return db.get(Departement, code) if _CODE.fullmatch(code) else None
 
 
 def snapshot(db: Session, code: str) -> DepartementView | None:

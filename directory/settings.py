@@ -165,6 +165,20 @@ def _bump(db: Session, code: str, expected_version: int | None) -> None:
         raise VersionConflict(code, last)
 
 
+def _check_version(db: Session, code: str, expected_version: int) -> None:
+    """Refuse when the département's version is not the one the editor loaded (no change)."""
+    current = db.scalar(select(Departement.version).where(Departement.code == code))
+    if current != expected_version:
+        last = db.scalars(select(AuditEntry).where(AuditEntry.departement_code == code)
+                          .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(1)).first()
+        raise VersionConflict(code, last)
+
+
+def normal_text(text: str | None) -> str:
+    """Text as the directory compares and shows it: spaces collapsed (see `of`)."""
+    return _normal(text)
+
+
 def save(db: Session, actor: Actor, wanted: list[DepartementSettings], *,
          expected_versions: dict[str, int] | None = None,
          labels: dict[str, dict[str, str]] | None = None) -> list[Change]:
@@ -183,8 +197,8 @@ def save(db: Session, actor: Actor, wanted: list[DepartementSettings], *,
         renamed = {n: [old_labels[n], new_labels[n]] for n in s.lines
                    if n in old_labels and old_labels[n] != new_labels[n]}
         if s.code not in changes and not renamed:
-            if s.code in expected_versions:
-                _bump(db, s.code, expected_versions[s.code])  # stale and unchanged: still refused
+            if s.code in expected_versions:  # stale and unchanged: still refused, version kept
+                _check_version(db, s.code, expected_versions[s.code])
             continue
         _bump(db, s.code, expected_versions.get(s.code))
         _write(db, dept, s, new_labels)

@@ -179,3 +179,74 @@ def test_an_invalid_period_falls_back_to_the_quarter_with_a_message(app, db, adm
     assert admin.get("/tableau-de-bord/?du=n'importe&au=quoi").status_code == 200
     assert admin.get("/tableau-de-bord/?trimestre=2026-Q9").status_code == 200
     assert admin.get("/tableau-de-bord/999").status_code == 404
+
+
+def _menu(page: str) -> dict[str, str]:
+    """The main menu's links: label -> href."""
+    nav = page[page.index('id="navigation"'):]
+    nav = nav[:nav.index("</nav>")]
+    return {html.unescape(label): href for href, label in
+            re.findall(r'<a class="fr-nav__link" href="([^"]+)"[^>]*>([^<]+)</a>', nav)}
+
+
+def test_the_menu_leads_a_referent_to_their_departements_dashboard(app, db):
+    _arrange(db)
+    make_user(db, "ref93@example.gouv.fr", Role.referent, departements=["93"])
+    make_user(db, "ref-idf@example.gouv.fr", Role.referent, departements=["93", "75"])
+    # Accounts require a département for a referent; one whose département was taken away
+    # (straight in the database) is still shown something sensible.
+    make_user(db, "ref-none@example.gouv.fr", Role.referent, departements=["01"]).departements = []
+    db.commit()
+    make_user(db, "national@example.gouv.fr", Role.national)
+    clients = {}
+    for email in ("ref93", "ref-idf", "ref-none", "national"):
+        clients[email] = app.test_client()
+        assert login(clients[email], f"{email}@example.gouv.fr").status_code == 302
+
+    # One département: the menu's entry opens its dashboard (the period asked for goes along).
+    menu = _menu(clients["ref93"].get("/appels/").get_data(as_text=True))
+    assert menu["Tableau de bord"] == "/tableau-de-bord/mes-departements"
+    to = clients["ref93"].get("/tableau-de-bord/mes-departements")
+    assert to.status_code == 302 and to.headers["Location"] == "/tableau-de-bord/93"
+    to = clients["ref93"].get("/tableau-de-bord/mes-departements?trimestre=2026-Q4")
+    assert to.headers["Location"] == "/tableau-de-bord/93?trimestre=2026-Q4"
+    page = clients["ref93"].get(to.headers["Location"]).get_data(as_text=True)
+    assert _kpi(page, "recus") == "8"
+
+    # Several: a page listing their dashboards, in official order, with the quarter's figures.
+    ref_idf = clients["ref-idf"]
+    assert _menu(ref_idf.get("/appels/").get_data(as_text=True))["Tableau de bord"] \
+        == "/tableau-de-bord/mes-departements"
+    response = ref_idf.get("/tableau-de-bord/mes-departements?trimestre=2026-Q4")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'aria-current="page">Tableau de bord</a>' in page
+    table = page[page.index('id="mes-departements"'):page.index("</table>")]
+    links = re.findall(r'href="(/tableau-de-bord/[^"]+)"', table)
+    assert [html.unescape(link) for link in links] == [
+        "/tableau-de-bord/75?trimestre=2026-Q4", "/tableau-de-bord/93?trimestre=2026-Q4"]
+    cells = [[html.unescape(c).replace("\u202f", "").replace("\u00a0", " ") for c in
+              re.findall(r"<td>([^<]*)</td>", row)] for row in table.split("<tr>")[2:]]
+    figures = {code: indicators.summary(db, start=Q4[0], end=Q4[1], codes=[code])
+               for code in ("75", "93")}
+    assert cells == [
+        ["75", str(figures["75"].received), str(figures["75"].answered), "66,7 %", "0,0 %"],
+        ["93", str(figures["93"].received), str(figures["93"].answered), "60,0 %", "25,0 %"]]
+    assert "Seine-Saint-Denis" in table and "Paris" in table and "Hauts-de-Seine" not in table
+    # Each of their dashboards leads back to that list; 92's is still refused.
+    dashboard = ref_idf.get(links[1]).get_data(as_text=True)
+    assert 'href="/tableau-de-bord/mes-departements?trimestre=2026-Q4">Tableau de bord</a>' \
+        in dashboard
+    assert ref_idf.get("/tableau-de-bord/92").status_code == 403
+
+    # Without a département: no entry, and the page says why.
+    assert "Tableau de bord" not in _menu(clients["ref-none"].get("/appels/").get_data(as_text=True))
+    page = clients["ref-none"].get("/tableau-de-bord/mes-departements").get_data(as_text=True)
+    assert "Aucun département ne vous est attribué" in page
+
+    # The national team keeps the national dashboard.
+    national = clients["national"]
+    assert _menu(national.get("/appels/").get_data(as_text=True))["Tableau de bord"] \
+        == "/tableau-de-bord/"
+    assert national.get("/tableau-de-bord/mes-departements").headers["Location"] \
+        == "/tableau-de-bord/"

@@ -44,7 +44,7 @@ def test_rows_added_by_hand_and_qualifications_are_imported_once(db, tmp_path):
                                  channel=Channel.phone_direct)
     db.commit()
     path = _book(tmp_path / "93.xlsx", [
-        _row(ref=existing.reference, channel="Téléphone (hors SVI)", them="Habilitations et comptes",
+        _row(ref=existing.reference, when="02/11/2026 09:00", channel="Téléphone (hors SVI)", them="Habilitations et comptes",
              motif="Création de compte", comment="compte créé", resolved="oui"),
         _row(comment="courriel du guichet"),
         _row(comment="courriel du guichet"),  # the same email twice in the file: two rows
@@ -136,3 +136,24 @@ def test_import_command(app, db, tmp_path):
     bad = _book(tmp_path / "bad.xlsx", [_row(code="99")])
     result = runner.invoke(args=["import-workbook", str(bad)])
     assert result.exit_code == 1 and "département inconnu : « 99 »" in result.output
+
+
+def test_an_existing_rows_date_channel_or_departement_cannot_be_changed(db, tmp_path):
+    existing = solicitations.add(db, departement="93", occurred_at=datetime(2026, 11, 2, 9, tzinfo=PARIS),
+                                 channel=Channel.phone_direct)
+    db.commit()
+    path = _book(tmp_path / "93.xlsx", [
+        _row(ref=existing.reference, when="02/11/1850 09:00", channel="Courriel", code="75",
+             them="Habilitations et comptes", motif="Création de compte")])
+    with pytest.raises(ImportRefused) as refused:
+        import_file(db, path)
+    assert {e.column for e in refused.value.errors} == {"Département", "Canal", "Date et heure"}
+    path = _book(tmp_path / "93b.xlsx", [
+        _row(ref=existing.reference, when="03/11/2026 09:00", channel="Téléphone (hors SVI)",
+             them="Habilitations et comptes", motif="Création de compte")])
+    with pytest.raises(ImportRefused) as refused:
+        import_file(db, path)
+    assert [(e.column, "02/11/2026 09:00" in e.message) for e in refused.value.errors] == [
+        ("Date et heure", True)]
+    db.refresh(existing)
+    assert existing.motif is None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, case, cast, false, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, false, func, literal_column, select, text, union_all
 from sqlalchemy.orm import Session
 
 from core.spreadsheets import EARLIEST_YEAR, LATEST_YEAR, is_plausible_year
@@ -189,9 +189,25 @@ class HeatMap:
 
 
 # --- periods and scope in SQL ------------------------------------------------------------
+#
+# A period is a range of local dates: each timezone of the scope has its own UTC range. Every
+# statement below is a UNION ALL of one SELECT per timezone, each over its départements and
+# its range: what an index on (département, instant) seeks, and reads alone when it holds the
+# columns summed (tracking/models.py). Not one WHERE with an OR of one range per timezone:
+# SQLite then collects the row ids of every branch and reads each row from the table, and a
+# CASE per row to tell the timezones apart costs as much as the sums themselves.
 
 def _zones(db: Session, codes) -> dict[str, list[str]]:
-    """Timezone -> codes of the scope (every département when `codes` is None)."""
+    """Timezone -> codes of the scope (every département when `codes` is None).
+
+    Called before every statement below: on PostgreSQL, it also has them planned for their own
+    values. psycopg prepares a statement once a connection has run it 5 times, and PostgreSQL
+    may then keep one plan for any values (a "generic plan"): not knowing how many rows the
+    period holds, it walked a quarter's rows through the table instead of the index, 0.4 s
+    instead of 0.05 s a statement (bench/tracking.py).
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     stmt = select(Departement.timezone, Departement.code)
     if codes is not None:
         stmt = stmt.where(Departement.code.in_(list(codes)))
@@ -206,26 +222,29 @@ def _instant(day: date, tz: str) -> datetime:
     return datetime.combine(day, time(0), ZoneInfo(tz)).astimezone(UTC)
 
 
-def _in_period(at_column, code_column, zones: dict[str, list[str]], start: date, end: date):
-    """SQL condition: the row's local date in [start, end] in its département's timezone."""
-    after = end + timedelta(days=1)
-    if not zones:
-        return false()
-    return or_(*[and_(code_column.in_(codes), at_column >= _instant(start, tz),
-                      at_column < _instant(after, tz)) for tz, codes in zones.items()])
+def _counted_calls(tz: str, codes: list[str], start: date, end: date):
+    """WHERE clause of the counted calls of `codes` (départements of the timezone `tz`) whose
+    local date is in [start, end]: not a test call, reached one of these départements."""
+    return and_(Call.departement_code.in_(codes),
+                Call.started_at >= _instant(start, tz),
+                Call.started_at < _instant(end + timedelta(days=1), tz),
+                Call.test.is_(False))
 
 
-def _calls_in(db: Session, start: date, end: date, codes):
-    """Zones of the scope and the WHERE clause of its counted calls in the period."""
-    zones = _zones(db, codes)
-    return zones, and_(Call.test.is_(False), Call.departement_code.is_not(None),
-                       _in_period(Call.started_at, Call.departement_code, zones, start, end))
+def _union(selects: list):
+    """One statement for the SELECTs of every timezone."""
+    return selects[0] if len(selects) == 1 else union_all(*selects)
+
+
+def _constant(value: int):
+    """An integer written in the SQL: a column of a UNION ALL branch never grouped by."""
+    return literal_column(str(int(value)), Integer)
 
 
 def _aggregates():
     """Columns summed per group: count, waits and talk times (answered and all)."""
     answered = Call.outcome == Outcome.answered
-    return (func.count(Call.id),
+    return (func.count(),
             func.sum(case((answered, Call.wait_seconds))),
             func.count(case((answered, Call.wait_seconds))),
             func.sum(Call.wait_seconds), func.count(Call.wait_seconds),
@@ -253,12 +272,14 @@ def _fold(figures: Figures, outcome: Outcome | None, values) -> None:
 
 def by_departement(db: Session, *, start: date, end: date, codes=None) -> dict[str, Figures]:
     """Figures of each département of the scope over the period (one GROUP BY)."""
-    _, where = _calls_in(db, start, end, codes)
-    stmt = (select(Call.departement_code, Call.outcome, *_aggregates())
-            .where(where).group_by(Call.departement_code, Call.outcome))
+    selects = [select(Call.departement_code, Call.outcome, *_aggregates())
+               .where(_counted_calls(tz, zone_codes, start, end))
+               .group_by(Call.departement_code, Call.outcome)
+               for tz, zone_codes in _zones(db, codes).items()]
     result: dict[str, Figures] = defaultdict(Figures)
-    for code, outcome, *values in db.execute(stmt):
-        _fold(result[code], outcome, values)
+    if selects:
+        for code, outcome, *values in db.execute(_union(selects)):
+            _fold(result[code], outcome, values)
     return dict(result)
 
 
@@ -295,53 +316,88 @@ def months(start: date, end: date) -> list[tuple[str, date, date]]:
     return result
 
 
+def _month_index(tz: str, spans):
+    """SQL: the index in `spans` (months()) of the local month in `tz` of a call of the
+    period (an int for a period within one month)."""
+    if len(spans) < 2:
+        return _constant(0)
+    return case(*[(Call.started_at >= _instant(first, tz), i)
+                  for i, (_, first, _) in reversed(list(enumerate(spans))) if i > 0], else_=0)
+
+
+def _by_month(db: Session, start: date, end: date, codes, per_departement: bool):
+    """Rows (département or None, month index, outcome, *_aggregates) of the period."""
+    spans = months(start, end)
+    selects = []
+    for tz, zone_codes in _zones(db, codes).items():
+        index = _month_index(tz, spans)
+        grouped = ([Call.departement_code] if per_departement else []) + (
+            [index] if len(spans) > 1 else [])
+        selects.append(select(Call.departement_code if per_departement else _constant(0),
+                              index, Call.outcome, *_aggregates())
+                       .where(_counted_calls(tz, zone_codes, start, end))
+                       .group_by(*grouped, Call.outcome))
+    return db.execute(_union(selects)) if selects else []
+
+
 def trend(db: Session, *, start: date, end: date, codes=None) -> list[Month]:
     """Figures month by month (local months of each département), in one GROUP BY."""
-    spans = months(start, end)
-    zones, where = _calls_in(db, start, end, codes)
-    branches = [(and_(Call.departement_code.in_(zone_codes),
-                      Call.started_at >= _instant(first, tz),
-                      Call.started_at < _instant(last + timedelta(days=1), tz)), i)
-                for tz, zone_codes in zones.items() for i, (_, first, last) in enumerate(spans)]
-    result = [Month(label, first, last, Figures()) for label, first, last in spans]
-    if not branches:
-        return result
-    index = case(*branches, else_=-1)
-    stmt = (select(index, Call.outcome, *_aggregates()).where(where)
-            .group_by(index, Call.outcome))
-    for i, outcome, *values in db.execute(stmt):
+    result = [Month(label, first, last, Figures()) for label, first, last in months(start, end)]
+    for _, i, outcome, *values in _by_month(db, start, end, codes, per_departement=False):
         if 0 <= i < len(result):
             _fold(result[i].figures, outcome, values)
     return result
 
 
-def _solicitations_in(db: Session, start: date, end: date, codes):
-    zones = _zones(db, codes)
-    return _in_period(Solicitation.occurred_at, Solicitation.departement_code, zones, start, end)
+def _departements_and_months(db: Session, *, start: date, end: date, codes=None
+                             ) -> tuple[dict[str, Figures], list[Month]]:
+    """by_departement() and trend() from one GROUP BY (département, month, outcome): what the
+    dashboard shows, for one read of the period's calls instead of two."""
+    per_code: dict[str, Figures] = defaultdict(Figures)
+    trend_ = [Month(label, first, last, Figures()) for label, first, last in months(start, end)]
+    for code, i, outcome, *values in _by_month(db, start, end, codes, per_departement=True):
+        _fold(per_code[code], outcome, values)
+        if 0 <= i < len(trend_):
+            _fold(trend_[i].figures, outcome, values)
+    return dict(per_code), trend_
+
+
+def _solicitation_counts(db: Session, start: date, end: date, codes, column):
+    """Subquery (id, n): solicitation rows of the period per value of `column`."""
+    selects = [select(column.label("id"), func.count().label("n"))
+               .where(Solicitation.departement_code.in_(zone_codes),
+                      Solicitation.occurred_at >= _instant(start, tz),
+                      Solicitation.occurred_at < _instant(end + timedelta(days=1), tz))
+               .group_by(column)
+               for tz, zone_codes in _zones(db, codes).items()]
+    if not selects:  # an empty scope: no row
+        selects = [select(column.label("id"), func.count().label("n")).where(false())
+                   .group_by(column)]
+    return _union(selects).subquery()
 
 
 def top_thematiques(db: Session, *, start: date, end: date, codes=None,
                     limit: int = 6) -> list[Ranked]:
     """The thématiques with the most solicitation rows (« À qualifier » included), most first."""
+    counts = _solicitation_counts(db, start, end, codes, Solicitation.thematique_id)
     label = func.coalesce(Thematique.label, TO_QUALIFY)
-    n = func.count(Solicitation.id)
-    stmt = (select(label, n).select_from(Solicitation)
-            .outerjoin(Thematique, Thematique.id == Solicitation.thematique_id)
-            .where(_solicitations_in(db, start, end, codes))
+    n = func.sum(counts.c.n)
+    stmt = (select(label, n).select_from(counts)
+            .outerjoin(Thematique, Thematique.id == counts.c.id)
             .group_by(label).order_by(n.desc(), label).limit(limit))
-    return [Ranked(name, count) for name, count in db.execute(stmt)]
+    return [Ranked(name, int(count)) for name, count in db.execute(stmt)]
 
 
 def top_motifs(db: Session, *, start: date, end: date, codes=None, limit: int = 10) -> list[Ranked]:
     """The qualified motifs with the most solicitation rows, most first, with their thématique."""
-    n = func.count(Solicitation.id)
-    stmt = (select(Thematique.label, Motif.label, n).select_from(Solicitation)
-            .join(Motif, Motif.id == Solicitation.motif_id)
+    counts = _solicitation_counts(db, start, end, codes, Solicitation.motif_id)
+    n = func.sum(counts.c.n)
+    stmt = (select(Thematique.label, Motif.label, n).select_from(counts)
+            .join(Motif, Motif.id == counts.c.id)
             .join(Thematique, Thematique.id == Motif.thematique_id)
-            .where(_solicitations_in(db, start, end, codes))
             .group_by(Thematique.label, Motif.label)
             .order_by(n.desc(), Thematique.label, Motif.label).limit(limit))
-    return [Ranked(motif, count, thematique) for thematique, motif, count in db.execute(stmt)]
+    return [Ranked(motif, int(count), thematique) for thematique, motif, count in db.execute(stmt)]
 
 
 def _offset_segments(tz: str, low: datetime, high: datetime) -> list[tuple[datetime, datetime, int]]:
@@ -367,13 +423,22 @@ def _offset_segments(tz: str, low: datetime, high: datetime) -> list[tuple[datet
     return segments
 
 
-def _utc_weekday_hour(db: Session):
-    """SQL expressions of the UTC weekday (0 = Sunday) and hour of Call.started_at."""
+def _local_hour_of_week(db: Session, tz: str, start: date, end: date):
+    """SQL: the local hour of the week in `tz` (0 = Monday 00:00 to 167) of a call of the
+    period. From the hours since the epoch (a Thursday: 72 hours past a Monday), plus the UTC
+    offset, constant between two daylight-saving changes (a CASE on the instant when the
+    period holds one): one conversion of the instant per call, not one per field."""
     if db.get_bind().dialect.name == "postgresql":
-        utc = func.timezone("UTC", Call.started_at)
-        return (cast(func.extract("dow", utc), Integer), cast(func.extract("hour", utc), Integer))
-    return (cast(func.strftime("%w", Call.started_at), Integer),
-            cast(func.strftime("%H", Call.started_at), Integer))
+        hours = cast(func.floor(func.extract("epoch", Call.started_at) / 3600), Integer)
+    else:
+        hours = cast(func.strftime("%s", Call.started_at), Integer) // 3600
+    segments = _offset_segments(tz, _instant(start, tz), _instant(end + timedelta(days=1), tz))
+    if len(segments) == 1:
+        local = hours + segments[0][2]
+    else:
+        local = case(*[(Call.started_at < finish, hours + offset)
+                       for _, finish, offset in segments[:-1]], else_=hours + segments[-1][2])
+    return (local + 72) % 168
 
 
 def slot_coverage(views) -> list[list[str]]:
@@ -406,38 +471,29 @@ def heat_map(db: Session, *, start: date, end: date, codes=None, views=()) -> He
     """Calls by local weekday × hour, with the calls that arrived while closed, and each
     cell's opening state from the weekly slots of `views` (the scope's directory snapshots).
 
-    SQL groups by UTC weekday and hour and by the département's UTC offset (constant between
-    two daylight-saving changes, cut into segments here): the local cell follows by arithmetic.
-    """
-    zones, where = _calls_in(db, start, end, codes)
-    branches = []
-    for tz, zone_codes in zones.items():
-        low, high = _instant(start, tz), _instant(end + timedelta(days=1), tz)
-        for begin, finish, offset in _offset_segments(tz, low, high):
-            branches.append((and_(Call.departement_code.in_(zone_codes),
-                                  Call.started_at >= begin, Call.started_at < finish), offset))
+    SQL groups each timezone's calls by local hour of the week (_local_hour_of_week)."""
     grid = [[HeatCell() for _ in range(24)] for _ in range(7)]
     coverage = slot_coverage(views)
     for weekday in range(7):
         for hour in range(24):
             grid[weekday][hour].opening = coverage[weekday][hour]
     result = HeatMap(grid)
-    if branches:
-        offset = case(*branches, else_=0)
-        dow, hour = _utc_weekday_hour(db)
-        closed = case((Call.outcome == Outcome.out_of_hours, 1), else_=0)
-        stmt = (select(offset, dow, hour, closed, func.count(Call.id)).where(where)
-                .group_by(offset, dow, hour, closed))
-        for off, utc_dow, utc_hour, is_closed, n in db.execute(stmt):
-            local = (((int(utc_dow) + 6) % 7) * 24 + int(utc_hour) + int(off)) % 168
-            cell = grid[local // 24][local % 24]
-            cell.calls += n
-            result.total += n
-            if is_closed:
-                cell.closed_calls += n
-                result.closed_calls += n
-            if cell.opening == "closed":
-                result.outside_slots += n
+    closed = case((Call.outcome == Outcome.out_of_hours, 1), else_=0)
+    selects = []
+    for tz, zone_codes in _zones(db, codes).items():
+        local = _local_hour_of_week(db, tz, start, end)
+        selects.append(select(local, closed, func.count())
+                       .where(_counted_calls(tz, zone_codes, start, end))
+                       .group_by(local, closed))
+    for local, is_closed, n in (db.execute(_union(selects)) if selects else []):
+        cell = grid[int(local) // 24][int(local) % 24]
+        cell.calls += n
+        result.total += n
+        if is_closed:
+            cell.closed_calls += n
+            result.closed_calls += n
+        if cell.opening == "closed":
+            result.outside_slots += n
     busiest = max((c.calls for row in grid for c in row), default=0)
     for row in grid:
         for cell in row:
@@ -447,7 +503,10 @@ def heat_map(db: Session, *, start: date, end: date, codes=None, views=()) -> He
 
 def comparison(db: Session, *, start: date, end: date, codes=None) -> list[ComparisonRow]:
     """One row per département of the scope (those without calls included), official order."""
-    figures = by_departement(db, start=start, end=end, codes=codes)
+    return _comparison(db, by_departement(db, start=start, end=end, codes=codes), codes)
+
+
+def _comparison(db: Session, figures: dict[str, Figures], codes) -> list[ComparisonRow]:
     stmt = select(Departement.code, Departement.name)
     if codes is not None:
         stmt = stmt.where(Departement.code.in_(list(codes)))
@@ -477,12 +536,10 @@ def dashboard(db: Session, *, start: date, end: date, codes=None, views=()) -> D
     scope's directory snapshots, for the heat map's opening hours."""
     check_period(start, end)
     national = codes is None
-    rows = comparison(db, start=start, end=end) if national else []
-    figures = (total(r.figures for r in rows) if national
-               else summary(db, start=start, end=end, codes=codes))
+    per_code, months_ = _departements_and_months(db, start=start, end=end, codes=codes)
+    rows = _comparison(db, per_code, None) if national else []
     return Dashboard(
-        start=start, end=end, figures=figures,
-        trend=trend(db, start=start, end=end, codes=codes),
+        start=start, end=end, figures=total(per_code.values()), trend=months_,
         thematiques=top_thematiques(db, start=start, end=end, codes=codes),
         motifs=top_motifs(db, start=start, end=end, codes=codes),
         heat_map=heat_map(db, start=start, end=end, codes=codes, views=views),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from core.spreadsheets import is_plausible_year
@@ -82,7 +82,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         instant, row_id = raw.split("|")
         at, number = datetime.fromisoformat(instant), int(row_id)
-        if at.tzinfo is None or not is_plausible_year(at.year) or not 0 < number < 2**63:
+        if at.tzinfo is None or not is_plausible_year(at.year) or not 0 < number < 2**31:
             return None
         return at.astimezone(UTC), number
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
@@ -96,22 +96,38 @@ def zones(db: Session) -> dict[str, str]:
 
 def _period_clause(codes: list[str] | None, timezones: dict[str, str], start: date | None,
                    end: date | None):
-    """Rows whose local date is within [start, end]: one range per timezone, in UTC."""
+    """Rows whose local date is within [start, end], in each département's timezone.
+
+    One UTC range covers every timezone of the scope (the index on `occurred_at`, or on the
+    département and `occurred_at`, walks it newest first and stops after a page); when the
+    scope spans several timezones, a CASE then keeps each row within its own timezone's range.
+    Not an OR of one range per timezone: SQLite would plan each branch apart, then collect and
+    sort every row of the period before returning the first page.
+    """
     groups: dict[str, list[str]] = defaultdict(list)
     for code, tz in timezones.items():
         if codes is None or code in codes:
             groups[tz].append(code)
-    clauses = []
-    for tz, group in groups.items():
-        zone = ZoneInfo(tz)
-        parts = [Solicitation.departement_code.in_(group)] if (codes is not None or len(groups) > 1) else []
-        if start is not None:
-            parts.append(Solicitation.occurred_at >= datetime.combine(start, time(0), zone).astimezone(UTC))
-        if end is not None:
-            parts.append(Solicitation.occurred_at < datetime.combine(
-                end + timedelta(days=1), time(0), zone).astimezone(UTC))
-        clauses.append(and_(*parts))
-    return or_(*clauses) if clauses else Solicitation.id.is_(None)
+    if not groups:
+        return Solicitation.id.is_(None)
+    lows = {tz: datetime.combine(start, time(0), ZoneInfo(tz)).astimezone(UTC)
+            for tz in groups} if start is not None else {}
+    highs = {tz: datetime.combine(end + timedelta(days=1), time(0), ZoneInfo(tz)).astimezone(UTC)
+             for tz in groups} if end is not None else {}
+
+    def bounds(tz: str | None) -> list:
+        low = lows.get(tz) if tz else min(lows.values(), default=None)
+        high = highs.get(tz) if tz else max(highs.values(), default=None)
+        return ([Solicitation.occurred_at >= low] if low is not None else []) + (
+            [Solicitation.occurred_at < high] if high is not None else [])
+
+    clauses = bounds(None)
+    if len(groups) > 1:
+        biggest = max(groups, key=lambda tz: len(groups[tz]))
+        clauses.append(case(*[(Solicitation.departement_code.in_(group), and_(*bounds(tz)))
+                              for tz, group in groups.items() if tz != biggest],
+                            else_=and_(*bounds(biggest))))
+    return and_(*clauses)
 
 
 def list_page(db: Session, codes: list[str] | None, filters: Filters, cursor: str | None = None,
@@ -152,7 +168,10 @@ def list_page(db: Session, codes: list[str] | None, filters: Filters, cursor: st
     after = decode_cursor(cursor)
     if after is not None:
         at, row_id = after
-        stmt = stmt.where(or_(Solicitation.occurred_at < at,
+        # The same rows as the OR alone; the bound lets the index start at the cursor instead
+        # of walking every newer row first.
+        stmt = stmt.where(Solicitation.occurred_at <= at,
+                          or_(Solicitation.occurred_at < at,
                               and_(Solicitation.occurred_at == at, Solicitation.id < row_id)))
     found = db.execute(stmt).all()
     page = Page()

@@ -90,8 +90,11 @@ class Call(Base):
     __table_args__ = (
         # Returning caller: last call of this caller with a département, newest first.
         Index("ix_calls_caller_hash_started_at", "caller_hash", "started_at"),
-        # Volumes per département and period (workbooks, KPIs).
-        Index("ix_calls_departement_started_at", "departement_code", "started_at"),
+        # Volumes per département and period (workbooks, KPIs). It also holds every column the
+        # dashboard's figures read (tracking/indicators.py), so that they are summed from the
+        # index alone, never from the table row by row.
+        Index("ix_calls_departement_started_at_covering", "departement_code", "started_at",
+              "test", "outcome", "wait_seconds", "talk_seconds"),
     )
 
 
@@ -265,8 +268,11 @@ class Solicitation(Base):
     sous_motif: Mapped[SousMotif | None] = relationship()
 
     __table_args__ = (
-        # Workbooks: a département's rows over a period, in date order.
-        Index("ix_solicitations_departement_occurred_at", "departement_code", "occurred_at"),
+        # Workbooks: a département's rows over a period, in date order; « Mes appels » of a
+        # referent. With the columns the dashboard counts by (top thématiques and motifs) and
+        # « À qualifier » filters on, read from the index alone.
+        Index("ix_solicitations_departement_occurred_at_covering", "departement_code",
+              "occurred_at", "thematique_id", "motif_id"),
         # National workbook: every row over a period.
         Index("ix_solicitations_occurred_at", "occurred_at"),
     )

@@ -6,10 +6,11 @@ Operations only flush; the edge (webhook, CLI command, web view) commits.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import text as text_policy
@@ -19,6 +20,8 @@ from tracking.models import Call, Channel, Solicitation, Source
 
 #: Crockford's base32: no I, L, O, U — references are read aloud and typed by people.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: What a reference looks like (older ones, or a workbook's, may use any letter or digit).
+_REFERENCE = re.compile(r"S-[0-9A-Z]{1,14}")
 
 
 class SolicitationError(ValueError):
@@ -48,7 +51,9 @@ def new_reference() -> str:
 
 def by_reference(db: Session, reference: str) -> Solicitation:
     """The row with this reference, or SolicitationError."""
-    row = db.scalars(select(Solicitation).where(Solicitation.reference == reference.strip().upper())).one_or_none()
+    wanted = (reference or "").strip().upper()
+    row = (db.scalars(select(Solicitation).where(Solicitation.reference == wanted)).one_or_none()
+           if _REFERENCE.fullmatch(wanted) else None)  # no odd text (NUL…) reaches the database
     if row is None:
         raise SolicitationError(f"sollicitation introuvable : {reference}")
     return row
@@ -170,17 +175,49 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
     return row
 
 
+class StaleQualification(SolicitationError):
+    """The call was qualified since the form (or the API client) read it; nothing was written."""
+
+
+def lock_call(db: Session, row: Solicitation) -> None:
+    """Serialize qualifications of `row`'s call: a no-op update of its first row takes that
+    row's lock on PostgreSQL and the write lock on SQLite; what is read after it is current."""
+    first = rows_of_call(db, row)[0]
+    db.execute(update(Solicitation).where(Solicitation.id == first.id)
+               .values(updated_at=Solicitation.updated_at))
+    db.expire_all()
+
+
 def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | None]], *,
                    comment: str | None = None, resolved: bool | None = None,
-                   escalated: bool | None = None) -> list[Solicitation]:
+                   escalated: bool | None = None, expected_state: str | None = None
+                   ) -> list[Solicitation]:
     """Make the rows of `row`'s call exactly `motifs`, one row per motif: the call's first row
     takes the first, its other rows the next ones (created or removed as needed), so sending
     the same qualification twice changes nothing. The comment goes on the first row, the
-    follow-up (resolved, escalated) on every row. Returns the rows."""
+    follow-up (resolved, escalated) on every row. Returns the rows, the call's first row first.
+
+    The call is locked first (two qualifications at once are applied one after the other);
+    with `expected_state` (a `state_token` read earlier), a call qualified meanwhile is refused
+    with StaleQualification. A row without a call (an email, a form) takes one motif: a
+    second subject is a second solicitation."""
     if not motifs:
         raise SolicitationError("indiquez au moins un motif")
-    if len(set(motifs)) != len(motifs):
+    resolved_ids = []
+    for them, motif, sous in motifs:
+        try:
+            found = tax.resolve(db, them, motif, sous)
+        except tax.TaxonomyError as exc:
+            raise SolicitationError(str(exc)) from None
+        resolved_ids.append(tuple(item.id if item is not None else None for item in found))
+    if len(set(resolved_ids)) != len(resolved_ids):
         raise SolicitationError("motif en double : indiquez chaque motif une seule fois")
+    lock_call(db, row)
+    if expected_state is not None and expected_state != state_token(db, row):
+        raise StaleQualification("cet appel a été qualifié entre-temps : rien n'a été enregistré")
+    if row.call_id is None and len(motifs) > 1:
+        raise SolicitationError("une sollicitation hors SVI porte un seul motif : ajoutez une "
+                                "autre sollicitation pour un autre sujet")
     group = rows_of_call(db, row)
     first_row, others = group[0], group[1:]
     rows = [first_row]

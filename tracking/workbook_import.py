@@ -261,6 +261,8 @@ def plan(db: Session, rows, allowed: set[str] | None = None) -> _Plan:
             elif ref in seen_refs:
                 row_errors.append(("Référence", f"référence en double : « {ref} »"))
             seen_refs.add(ref)
+            if row is not None and not row_errors:
+                _check_fixed(check, cells, row, code, row_errors)
             if row is not None and not row_errors and taxo is not None:
                 changes = {"thematique": taxo[0], "motif": taxo[1], "sous_motif": taxo[2],
                            "comment": comment, "resolved_first_level": resolved, "escalated": escalated}
@@ -294,6 +296,28 @@ def plan(db: Session, rows, allowed: set[str] | None = None) -> _Plan:
     result.unchanged += len(result.additions) - len(fresh)
     result.additions = fresh
     return result
+
+
+def _check_fixed(check: _Checker, cells, row: Solicitation, code: str, errors: list) -> None:
+    """An existing row is recognised by its reference: only its qualification may change. A
+    changed département, channel or date is refused by name, never silently ignored (an empty
+    channel or date cell is not a change)."""
+    if code != row.departement_code:
+        errors.append(("Département", f"une ligne existante garde son département "
+                                      f"(« {row.departement_code} ») : remettez-le"))
+    channel_text = check.text(cells, "Canal")
+    if channel_text and check.channels.get(channel_text.casefold()) is not row.channel:
+        errors.append(("Canal", f"une ligne existante garde son canal (« {row.channel.value} ») : "
+                                "remettez-le"))
+    if cells[INDEX["Date et heure"]] in (None, ""):  # left empty: nothing to compare
+        return
+    at = check.when(cells, row.departement_code, errors)
+    if at is not None:
+        local = row.occurred_at.astimezone(at.tzinfo)
+        if at.replace(tzinfo=None, second=0, microsecond=0) != local.replace(
+                tzinfo=None, second=0, microsecond=0):
+            errors.append(("Date et heure", "une ligne existante garde sa date : remettez "
+                                            f"« {local:%d/%m/%Y %H:%M} »"))
 
 
 #: Rows written per transaction when the edge commits by batches: each holds the write lock

@@ -1,5 +1,6 @@
 """The national team's dashboard: KPIs, trend, heat map and comparison of départements, for a
-quarter or any date range; a referent sees their own département's. Figures come from
+quarter or any date range; a referent sees their own département's (the menu leads them there,
+or to the list of theirs when they have several). Figures come from
 tracking.indicators, the one module that computes them."""
 
 from __future__ import annotations
@@ -7,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from accounts import permissions
 
 from core import db
 from directory import operations
-from directory.reference import territories
+from directory.reference import official_order, territories
 from tracking import indicators
 from tracking.exports import PeriodError, quarter_bounds, quarter_of
 from tracking.models import Outcome
@@ -135,14 +136,26 @@ def _render(*, code: str | None):
     period_args = ({"trimestre": period.quarter} if period.quarter
                    else {"du": period.start.isoformat(), "au": period.end.isoformat()})
     name = territories()[code].name if code else None
+    if permissions.sees_every_departement(current_user):
+        home = url_for("dashboard_pages.national", **period_args)
+    elif len(own_codes()) > 1:  # a referent of several départements: the list of theirs
+        home = url_for("dashboard_pages.mine", **period_args)
+    else:
+        home = None
     return render_template(
         "dashboard/index.html",
         title=f"Tableau de bord — {code} {name}" if code else "Tableau de bord national",
         code=code, name=name, period=period, quarters=recent_quarters(today), data=data,
         chart=chart(data.trend), weekdays=indicators.WEEKDAYS,
         rows=sorted_rows(data.comparison, tri, ordre), tri=tri, ordre=ordre,
-        period_args=period_args, outcomes=Outcome,
-        national_link=permissions.sees_every_departement(current_user))
+        period_args=period_args, outcomes=Outcome, home_link=home)
+
+
+def own_codes() -> list[str]:
+    """The départements a referent answers for, in official order (empty for other roles)."""
+    if permissions.sees_every_departement(current_user):
+        return []
+    return permissions.visible_codes(current_user, official_order(list(territories())))
 
 
 @bp.get("/")
@@ -150,6 +163,26 @@ def _render(*, code: str | None):
 def national():
     """The national dashboard, with the comparison of départements."""
     return _render(code=None)
+
+
+@bp.get("/mes-departements")
+@policy.allow(policy.logged_in)
+def mine():
+    """The menu's « Tableau de bord » for a referent: their département's dashboard, or the list
+    of their départements' dashboards when they have several (the national one for admins and
+    the national team)."""
+    # The period asked for goes along as given: the dashboard checks it and says what is wrong.
+    period_args = {k: request.args[k] for k in ("trimestre", "du", "au") if request.args.get(k)}
+    if permissions.sees_every_departement(current_user):
+        return redirect(url_for("dashboard_pages.national", **period_args))
+    codes = own_codes()
+    if len(codes) == 1:
+        return redirect(url_for("dashboard_pages.departement", code=codes[0], **period_args))
+    period = period_from(request.args, _today())
+    rows = (indicators.comparison(db.session(), start=period.start, end=period.end, codes=codes)
+            if codes else [])
+    return render_template("dashboard/mine.html", title="Tableau de bord de mes départements",
+                           period=period, rows=rows, period_args=period_args)
 
 
 @bp.get("/<code>")

@@ -87,6 +87,12 @@ def index():
 @policy.allow(reads_workbook)
 def workbook(quarter: str, name: str):
     """One workbook: as the quarterly job stored it, or generated now."""
+    return send_workbook(quarter, name)
+
+
+def send_workbook(quarter: str, name: str):
+    """The response carrying one workbook (404 for an unknown name or quarter); shared by this
+    page and the API."""
     scope = workbook_scope(name)
     if scope is None:
         abort(404)

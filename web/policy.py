@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import Flask, abort, current_app, flash, redirect, request, session, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
-from accounts import permissions
+from accounts import permissions, tokens
+from core import db
 
 Rule = Callable[[object, dict], bool]
 
@@ -82,6 +83,37 @@ def is_exempt(endpoint: str) -> bool:
     return endpoint in EXEMPT_ENDPOINTS or endpoint.split(".")[0] in EXEMPT_BLUEPRINTS
 
 
+#: Blueprints of the JSON API: their user is the owner of the request's bearer token, never a
+#: session cookie (so that no page of another site can act through a logged-in browser).
+API_BLUEPRINT_PREFIX = "api_"
+
+
+def is_api(endpoint: str) -> bool:
+    """An endpoint of the JSON API (api/)."""
+    return endpoint.startswith(API_BLUEPRINT_PREFIX)
+
+
+def token_user():
+    """The active owner of the request's `Authorization: Bearer` token, or None."""
+    if "svi_token_user" not in g:
+        scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+        found = tokens.owner(db.session(), secret.strip()) if scheme.lower() == "bearer" else None
+        g.svi_token_user = found[0] if found else None
+        if found:
+            try:
+                tokens.touch(current_app.extensions["svi.sessionmaker"], found[1])
+            except Exception:  # a busy database must not refuse the request for a statistic
+                current_app.logger.warning("dernier usage du jeton non enregistré", exc_info=True)
+    return g.svi_token_user
+
+
+def acting_user():
+    """Who makes the request: the token's owner on the API, the logged-in user elsewhere."""
+    if request.endpoint and is_api(request.endpoint):
+        return token_user()
+    return current_user if current_user.is_authenticated else None
+
+
 def init_app(app: Flask) -> None:
     """Check every request against its view's rule before the view runs."""
 
@@ -94,6 +126,11 @@ def init_app(app: Flask) -> None:
         if rule is None:  # a view nobody declared a rule for is never served
             current_app.logger.error("vue sans règle d'accès : %s", endpoint)
             abort(403)
+        if is_api(endpoint):
+            user = token_user()
+            if rule(user, request.view_args or {}):
+                return None
+            abort(401 if user is None else 403)
         if current_user.is_authenticated and session_expired():
             logout_user()
             session.clear()

@@ -283,20 +283,23 @@ def qualify(reference: str):
     specs = form.specs()
     if not valid or error_count(form):
         return _detail_page(row, form, 400)
-    if form.etat.data != solicitations.state_token(db.session(), row):
-        flash("Cet appel a été qualifié entre-temps par quelqu'un d'autre : rien n'a été "
-              "enregistré. Voici sa qualification actuelle ; refaites la vôtre si besoin.", "error")
-        return redirect(url_for("referent_pages.detail", reference=row.reference))
     try:
         rows = solicitations.qualify_motifs(
             db.session(), row, specs, comment=form.commentaire.data or "",
-            resolved=_yes_no(form.resolu.data), escalated=_yes_no(form.escalade.data))
+            resolved=_yes_no(form.resolu.data), escalated=_yes_no(form.escalade.data),
+            expected_state=form.etat.data or "")
+    except solicitations.StaleQualification:
+        db.rollback()
+        flash("Cet appel a été qualifié entre-temps par quelqu'un d'autre : rien n'a été "
+              "enregistré. Voici sa qualification actuelle ; refaites la vôtre si besoin.", "error")
+        return redirect(url_for("referent_pages.detail", reference=row.reference))
     except solicitations.SolicitationError as exc:
         _operation_error(form, str(exc), form.motifs.entries[0].form.motif)
         return _detail_page(row, form, 400)
     flash(f"Sollicitation qualifiée : {len(rows)} ligne(s), une par motif."
           if len(rows) > 1 else "Sollicitation qualifiée.", "success")
-    return redirect(url_for("referent_pages.detail", reference=row.reference))
+    # The call's first row: the row the form was on may have been removed (one motif fewer).
+    return redirect(url_for("referent_pages.detail", reference=rows[0].reference))
 
 
 def error_count(form) -> int:
