@@ -70,4 +70,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     scheduler_cli.init_app(app)
     from accounts import cli as accounts_cli
     accounts_cli.init_app(app)
+    import tickets
+    tickets.init_app(app)
     return app

@@ -16,6 +16,9 @@ class CallState:
     thematique: str | None = None
     #: Index of the line rung by a sequential dial.
     line: int = 0
+    #: Callback number typed by the caller (E.164), between its entry and its confirmation.
+    #: Personal data: the edge seals it in the URL (ivr/state.py), it is never logged.
+    number: str | None = None
 
     def to(self, step: str, **changes) -> "CallState":
         """The state at another step; attempts restart unless given."""

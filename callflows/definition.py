@@ -30,12 +30,23 @@ STEP_TYPES: dict[str, tuple[set[str], set[str], set[str]]] = {
              {"on_no_answer"}),
     "closed": ({"next"}, set(), {"next"}),
     "voicemail": ({"prompt", "thanks_prompt", "empty_prompt", "otherwise"}, set(), {"otherwise"}),
+    "announce": ({"prompt", "next"}, set(), {"next"}),
+    "ask_number": ({"prompt", "invalid_prompt", "on_valid", "on_failure"}, {"max_attempts"},
+                   {"on_valid", "on_failure"}),
+    "confirm_number": ({"prompt", "confirm_key", "retry_key", "on_confirm", "on_retry",
+                        "on_failure"}, {"max_attempts"}, {"on_confirm", "on_retry", "on_failure"}),
+    "callback": ({"prompt", "number", "otherwise"}, set(), {"otherwise"}),
 }
 OUTCOMES = {"no_answer", "no_phone_assistance", "invalid_departement", "out_of_hours"}
 #: Placeholders the engine fills for every prompt (`motif`: the label of the thématique chosen,
 #: as the referent hears it; the name is the prompts' own, which admins read).
 KNOWN_PLACEHOLDERS = {"departement", "nom", "formulaire", "courriel", "horaires", "reouverture",
-                      "ferie", "motif_fermeture", "motif"}
+                      "ferie", "motif_fermeture", "motif", "numero", "message"}
+#: What `when` may name on a prompt or a menu option, besides a placeholder that has a value:
+#: the caller's number can be called back, or is hidden; the département takes voicemails.
+CONDITIONS = {"caller_number", "hidden_caller", "voicemail"}
+#: Where a `callback` step takes the number from: the caller's own, or the one typed.
+CALLBACK_NUMBERS = {"caller", "typed"}
 
 
 class FlowError(ValueError):
@@ -71,7 +82,7 @@ class Flow:
 
 def _prompt_names(step: dict) -> list[str]:
     names = []
-    for key in ("prompt", "whisper_prompt", "thanks_prompt", "empty_prompt"):
+    for key in ("prompt", "whisper_prompt", "thanks_prompt", "empty_prompt", "invalid_prompt"):
         if key in step:
             names.append(step[key])
     for entry in step.get("prompts", []):
@@ -80,6 +91,15 @@ def _prompt_names(step: dict) -> list[str]:
         if "prompt" in option:
             names.append(option["prompt"])
     return names
+
+
+def _conditions(step: dict) -> list[str]:
+    """Every `when` of a step's prompts and options."""
+    found = [entry["when"] for entry in step.get("prompts", [])
+             if isinstance(entry, dict) and "when" in entry]
+    found += [option["when"] for option in (step.get("options") or {}).values()
+              if isinstance(option, dict) and "when" in option]
+    return found
 
 
 def validate(data: dict, source: str = "flow") -> Flow:
@@ -121,6 +141,16 @@ def validate(data: dict, source: str = "flow") -> Flow:
             elif "label" in option and forbidden(str(option["label"])):
                 errors.append(f"{where} : option {digit} : « label » contient un caractère "
                               f"interdit ({describe(forbidden(str(option['label'])))})")
+        for condition in _conditions(step):
+            if condition not in CONDITIONS | KNOWN_PLACEHOLDERS:
+                errors.append(f"{where} : condition « when » inconnue {condition!r} (attendu : "
+                              f"{', '.join(sorted(CONDITIONS | KNOWN_PLACEHOLDERS))})")
+        if step["type"] == "callback" and step.get("number") not in CALLBACK_NUMBERS:
+            errors.append(f"{where} : « number » vaut {' ou '.join(sorted(CALLBACK_NUMBERS))}")
+        for key in ("confirm_key", "retry_key"):
+            if key in step and not (isinstance(step[key], str) and len(step[key]) == 1
+                                    and step[key] in "0123456789*"):
+                errors.append(f"{where} : « {key} » : une seule touche entre guillemets")
         if step.get("outcome") and step["outcome"] not in OUTCOMES:
             errors.append(f"{where} : issue inconnue {step['outcome']!r}")
         if step["type"] == "say" and not step.get("hangup") and "next" not in step:

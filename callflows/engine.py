@@ -11,10 +11,16 @@ from typing import Callable
 
 from callflows.actions import CallState, Dial, Gather, Hangup, Record, Result, Say
 from callflows.definition import Flow
-from callflows.keypad import CORSICA, CORSICA_KEYS, parse_departement
+from callflows.keypad import CORSICA, CORSICA_KEYS, parse_callback_number, parse_departement
 from directory.limits import MAX_LINES
+from directory.reference import territories
 from directory.schedule import ClosedReason, DepartementView, State, availability
 from prompts import french
+
+
+def no_announcements(code: str | None) -> tuple[str, ...]:
+    """No message to announce (the default of a context)."""
+    return ()
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,11 @@ class Context:
     form_url: str = ""
     time_limit: int = 900
     voicemail_max_seconds: int = 120
+    #: The number the caller calls from when it can be called back (E.164, see
+    #: `keypad.callable_caller`); None for a hidden number: no callback to it is offered.
+    caller_number: str | None = None
+    #: The national team's messages (incidents) announced now to callers of a département.
+    announcements: Callable[[str | None], tuple[str, ...]] = no_announcements
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,29 @@ class _Run:
     def track(self, **facts) -> None:
         self.out.track.update(facts)
 
+    def holds(self, condition: str | None, state: CallState) -> bool:
+        """Whether a prompt or option marked `when: condition` applies (definition.CONDITIONS,
+        or a placeholder that has a value, such as `courriel`)."""
+        if condition is None:
+            return True
+        if condition == "caller_number":
+            return self.ctx.caller_number is not None
+        if condition == "hidden_caller":
+            return self.ctx.caller_number is None
+        if condition == "voicemail":
+            view = self.view(state.departement)
+            return bool(view and view.voicemail_enabled)
+        return bool(self.params(state).get(condition))
+
+    def prompt_list(self, entries, state: CallState) -> list[Say]:
+        """The prompts of a list (names, or {prompt, when}) that apply."""
+        out = []
+        for entry in entries:
+            name, when = (entry["prompt"], entry.get("when")) if isinstance(entry, dict) else (entry, None)
+            if self.holds(when, state):
+                out.append(self.say(name, state))
+        return out
+
     def max_attempts(self, step: dict) -> int:
         return step.get("max_attempts", self.flow.max_attempts)
 
@@ -104,18 +138,14 @@ class _Run:
     def retry_or_fail(self, step: dict, state: CallState, problem: str, on_failure: str):
         """Re-prompt after a wrong or missing entry, or give up after max attempts."""
         attempts = state.attempts + 1
-        if attempts >= self.max_attempts(step):
-            return state.to(on_failure, departement=state.departement)
+        if attempts >= self.max_attempts(step):  # a typed number is never carried further
+            return state.to(on_failure, departement=state.departement, number=None)
         self.emit(self.say(problem, state))
         return getattr(self, f"enter_{step['type']}")(step, state.to(state.step, attempts=attempts))
 
     # -- say ---------------------------------------------------------------------------------
     def enter_say(self, step, state):
-        params = self.params(state)
-        for entry in step["prompts"]:
-            name, when = (entry["prompt"], entry.get("when")) if isinstance(entry, dict) else (entry, None)
-            if when is None or params.get(when):
-                self.emit(Say(name, params))
+        self.emit(*self.prompt_list(step["prompts"], state))
         if step.get("outcome"):
             self.track(outcome=step["outcome"])
         if step.get("hangup"):
@@ -172,17 +202,24 @@ class _Run:
         return state.to(step["on_valid"], departement=code)
 
     # -- menu --------------------------------------------------------------------------------
+    def options(self, step, state) -> dict:
+        """The options of a menu offered to this caller (`when`: a hidden caller is not offered
+        a callback to their own number, a département without voicemail no message)."""
+        return {key: option for key, option in step["options"].items()
+                if self.holds(option.get("when"), state)}
+
     def enter_menu(self, step, state):
         prompts = [self.say(p, state) for p in ([step["prompt"]] if "prompt" in step else [])]
-        prompts += [self.say(p, state) for p in step.get("prompts", [])]
-        prompts += [self.say(o["prompt"], state) for o in step["options"].values() if "prompt" in o]
+        prompts += self.prompt_list(step.get("prompts", []), state)
+        prompts += [self.say(o["prompt"], state) for o in self.options(step, state).values()
+                    if "prompt" in o]
         self.emit(Gather(state, tuple(prompts), num_digits=1, timeout=5))
         return None
 
     def result_menu(self, step, state, inp):
         if not inp.digits:
             return state.to(step["on_timeout"])
-        option = step["options"].get(inp.digits[:1])
+        option = self.options(step, state).get(inp.digits[:1])
         if option is None:
             return self.retry_or_fail(step, state, "invalid_choice", step["on_failure"])
         changes = {}
@@ -191,6 +228,13 @@ class _Run:
         if option.get("reset_departement"):
             changes["departement"] = None
         return state.to(option["next"], **changes)
+
+    # -- announcements -----------------------------------------------------------------------
+    def enter_announce(self, step, state):
+        """The national team's messages for this département (or all), then on."""
+        for message in self.ctx.announcements(state.departement):
+            self.emit(self.say(step["prompt"], state, message=message))
+        return state.to(step["next"])
 
     # -- routing -----------------------------------------------------------------------------
     def enter_route(self, step, state):
@@ -263,6 +307,47 @@ class _Run:
             return None
         self.emit(self.say(step["empty_prompt"], state))
         return state.to(step["otherwise"])
+
+    # -- callback ----------------------------------------------------------------------------
+    def enter_ask_number(self, step, state):
+        asking = state.to(state.step, attempts=state.attempts, number=None)
+        self.emit(Gather(asking, (self.say(step["prompt"], asking),), timeout=8))
+        return None
+
+    def result_ask_number(self, step, state, inp):
+        if not inp.digits:
+            return self.retry_or_fail(step, state, "no_input", step["on_failure"])
+        territory = territories().get(state.departement or "")
+        number = parse_callback_number(inp.digits, territory.phone_region if territory else "FR")
+        if number is None:
+            return self.retry_or_fail(step, state, step["invalid_prompt"], step["on_failure"])
+        return state.to(step["on_valid"], number=number)
+
+    def enter_confirm_number(self, step, state):
+        if not state.number:  # a stale link: ask for the number again
+            return state.to(step["on_retry"])
+        self.emit(Gather(state, (self.say(step["prompt"], state,
+                                          numero=french.phone_number(state.number)),),
+                         num_digits=1, timeout=6))
+        return None
+
+    def result_confirm_number(self, step, state, inp):
+        key = (inp.digits or "")[:1]
+        if not state.number or key == step["retry_key"]:
+            return state.to(step["on_retry"], number=None)
+        if key == step["confirm_key"]:
+            return state.to(step["on_confirm"])
+        problem = "no_input" if not key else "invalid_choice"
+        return self.retry_or_fail(step, state, problem, step["on_failure"])
+
+    def enter_callback(self, step, state):
+        """Register the callback request (the edge's record creates the ticket), then hang up."""
+        number = self.ctx.caller_number if step["number"] == "caller" else state.number
+        if not number:  # hidden number (or a stale link): the caller types one
+            return state.to(step["otherwise"], number=None)
+        self.track(callback_number=number)
+        self.emit(self.say(step["prompt"], state), Hangup())
+        return None
 
 
 def start(flow: Flow, ctx: Context) -> Result:

@@ -1,6 +1,10 @@
-"""Keypad entry of a département: keypads have no letters and codes have 2 or 3 digits."""
+"""Keypad entries: a département (keypads have no letters and codes have 2 or 3 digits), and a
+number to be called back (French formats)."""
 
 from __future__ import annotations
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
 
 CORSICA = "corsica"
 #: Digits typed after 20 on the Corsica question.
@@ -28,3 +32,53 @@ def parse_departement(digits: str | None) -> str | None:
     if d in OVERSEAS:
         return d
     return None
+
+
+#: Regions of the French numbering plan (metropolitan France, then the overseas départements):
+#: a ten-digit number typed as in France ("0692…") belongs to exactly one of them.
+FRENCH_REGIONS = ("FR", "GP", "MQ", "GF", "RE", "YT")
+#: Numbers a referent may call back: no premium-rate or shared-cost numbers, no short codes.
+CALLABLE_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE,
+                            PhoneNumberType.FIXED_LINE_OR_MOBILE, PhoneNumberType.VOIP,
+                            PhoneNumberType.TOLL_FREE})
+
+
+def _callable(number: phonenumbers.PhoneNumber) -> str | None:
+    if phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in CALLABLE_TYPES:
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def parse_callback_number(digits: str | None, region: str = "FR") -> str | None:
+    """The E.164 number a caller typed to be called back, None when it cannot be called.
+
+    French formats: ten digits as dialled in France ("06 12 34 56 78", "0590 12 34 56"), read
+    in the département's region first, then in the other regions of the French plan (a
+    metropolitan mobile typed in La Réunion, a Réunion one typed in Paris); or an international
+    number after 00 ("0033…", "0044…"). Premium-rate and shared-cost numbers are refused.
+    """
+    d = (digits or "").strip()
+    if not (d.isascii() and d.isdigit()) or not 4 <= len(d) <= 17:
+        return None
+    regions = (region,) if d.startswith("00") else (
+        (region,) + tuple(r for r in FRENCH_REGIONS if r != region))
+    for candidate in regions:
+        try:
+            number = phonenumbers.parse(d, candidate)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):  # its region: callable or not, look no further
+            return _callable(number)
+    return None
+
+
+def callable_caller(number: str | None) -> str | None:
+    """The caller's own number (Twilio's `From`, E.164) when it can be called back, else None:
+    a hidden number, a SIP address, a premium-rate or malformed number."""
+    text = (number or "").strip()
+    if not (text.startswith("+") and text[1:].isascii() and text[1:].isdigit()):
+        return None
+    try:
+        return _callable(phonenumbers.parse(text, None))
+    except phonenumbers.NumberParseException:
+        return None

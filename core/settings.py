@@ -12,6 +12,8 @@ DEFAULTS: dict[str, object] = {
     "SECRET_KEY": "",
     "CALLER_HASH_KEY": "",  # key of the caller-number hash; defaults to SECRET_KEY
     "TWILIO_AUTH_TOKEN": "",  # empty: webhook signatures are not checked (development only)
+    "TWILIO_ACCOUNT_SID": "",  # "AC…": with the auth token, fetches and deletes voicemail recordings
+    "TWILIO_API_BASE": "https://api.twilio.com",  # Twilio's REST API; a local stand-in in tests
     "PUBLIC_BASE_URL": "",  # e.g. https://svi.example.gouv.fr ; empty: the request's own URL
     "SVI_CALLER_ID": "",  # number shown to referents on forwarded calls (E.164)
     "SVI_VOICE": "Polly.Lea",
@@ -32,7 +34,9 @@ DEFAULTS: dict[str, object] = {
     "SMTP_TIMEOUT": 10,  # seconds
     "MAIL_FROM": "svi-noreply@example.gouv.fr",
     "MAIL_OUTBOX_DIR": "",  # empty: instance/outbox
-    "NATIONAL_TEAM_EMAILS": "",  # comma-separated; receives the quarterly workbook links
+    "NATIONAL_TEAM_EMAILS": "",  # comma-separated; quarterly workbook links, escalated tickets
+    "TICKETS_SLA_MINUTES": 60,  # working minutes to take a ticket into account (its deadline)
+    "TICKETS_AUTO_CLOSE_DAYS": 7,  # a resolved ticket nobody confirms is closed after this
     "WORKBOOK_STORAGE_DIR": "",  # empty: instance/workbooks
     "JOURNAL_DIR": "",  # empty: instance/journal; calls recorded while the database was unavailable
     "MAX_UPLOAD_BYTES": 64 * 1024 * 1024,  # largest request body (uploads); webhooks: 64 KB
@@ -47,7 +51,7 @@ DEFAULTS: dict[str, object] = {
 _BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME", "SMTP_STARTTLS"}
 _INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_CALLER_RETENTION_DAYS",
             "SVI_VOICEMAIL_MAX_SECONDS", "SMTP_PORT", "SMTP_TIMEOUT", "MAX_UPLOAD_BYTES",
-            "WEB_SESSION_HOURS"}
+            "WEB_SESSION_HOURS", "TICKETS_SLA_MINUTES", "TICKETS_AUTO_CLOSE_DAYS"}
 _DEV_SECRET = "dev-only-secret-change-me"
 
 
@@ -87,6 +91,9 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
             raise SettingsError("réglages obligatoires en production : " + ", ".join(missing))
         if settings["SVI_ALLOW_SIMULATED_TIME"]:
             raise SettingsError("SVI_ALLOW_SIMULATED_TIME est interdit en production")
+    for name in ("TICKETS_SLA_MINUTES", "TICKETS_AUTO_CLOSE_DAYS"):
+        if int(settings[name]) < 1:
+            raise SettingsError(f"{name} doit valoir au moins 1, reçu {settings[name]!r}")
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _DEV_SECRET
     if not settings["CALLER_HASH_KEY"]:

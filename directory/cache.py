@@ -3,10 +3,18 @@
 Any write to a directory table bumps `directory_state.version` in the same transaction, so every
 web worker sees an admin's edit on its very next call, and otherwise reads one integer per call
 instead of five queries per département.
+
+The national team's incident messages, announced by the phone menu before routing, are part of
+what callers hear of the directory: setting or clearing one bumps the version too
+(tickets/incidents.py), and the messages are read once per version and per process, with their
+expiry, which is applied at each call without a query.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from datetime import datetime
 from typing import Callable
 
 from flask import Flask
@@ -18,6 +26,10 @@ from directory import models
 from directory.operations import snapshot
 from directory.schedule import DepartementView
 from prompts.models import PromptOverride
+from tickets import incidents
+from tickets.incidents import Announcement
+
+log = logging.getLogger("svi.directory")
 
 #: Prompt overrides are part of what callers hear of the directory: an edit bumps the version
 #: too, which is how the voice path (prompts/overrides.py) sees it without a query per webhook.
@@ -25,6 +37,12 @@ DIRECTORY_MODELS = (models.Departement, models.Line, models.OpeningSlot, models.
                     models.WorkedHoliday, PromptOverride)
 DIRECTORY_TABLES = {m.__tablename__ for m in DIRECTORY_MODELS}
 _CHANGED = "svi.directory_changed"
+
+
+def announced(found: tuple[Announcement, ...], code: str | None, now: datetime) -> tuple[str, ...]:
+    """The messages heard at `now` by callers of département `code`: those for every
+    département, then its own, each until its expiry."""
+    return tuple(incidents.messages_for(incidents.group(list(found), now), code))
 
 
 _VERSION = select(models.DirectoryState.version)
@@ -47,6 +65,9 @@ class DirectoryCache:
     def __init__(self) -> None:
         self._version: int | None = None
         self._views: dict[str, DepartementView | None] = {}
+        #: (version, announcements) as last read.
+        self._messages: tuple[int | None, tuple[Announcement, ...]] | None = None
+        self._lock = threading.Lock()
 
     @property
     def version(self) -> int | None:
@@ -55,13 +76,15 @@ class DirectoryCache:
 
     def lookup(self, session: Callable[[], Session], *, version: int | None = None):
         """A lookup function for one request: reads the version once (unless the caller already
-        did), then serves snapshots; `session()` is only opened for a snapshot not cached yet."""
+        did), then serves snapshots; `session()` is only opened for a snapshot not cached yet.
+
+        Its `announcements(code, now)` gives the incident messages heard now in a département."""
         known: list[int] = [] if version is None else [version]
         if version is not None and version != self._version:
             # Known now, whether or not a snapshot is asked for (the prompt overrides follow it).
             self._version, self._views = version, {}
 
-        def get(code: str) -> DepartementView | None:
+        def current() -> int:
             if not known:
                 try:
                     known.append(current_version(session()))
@@ -73,11 +96,51 @@ class DirectoryCache:
                     known.append(self._version)
             if known[0] != self._version:
                 self._version, self._views = known[0], {}
+            return known[0]
+
+        def get(code: str) -> DepartementView | None:
+            current()
             views = self._views
             if code not in views:
                 views[code] = snapshot(session(), code)
             return views[code]
+
+        def announcements(code: str | None, now: datetime) -> tuple[str, ...]:
+            try:
+                version_now = current()
+            except DB_UNAVAILABLE:
+                session().rollback()
+                version_now = None  # nothing read yet: whatever this process holds, if anything
+            return announced(self._announcements(session, version_now), code, now)
+
+        get.announcements = announcements
         return get
+
+    def _announcements(self, session: Callable[[], Session],
+                       version: int | None) -> tuple[Announcement, ...]:
+        """The messages at `version`, read when it is new; those held when the database does
+        not answer (or the version is unknown)."""
+        held = self._messages
+        if held is not None and (version is None or held[0] == version):
+            return held[1]
+        if version is None:
+            return ()
+        with self._lock:
+            held = self._messages
+            if held is not None and held[0] == version:
+                return held[1]
+            try:
+                messages = tuple(incidents.announcements(session()))  # expired ones included
+            except Exception:  # the caller is routed all the same, with what the process holds
+                log.warning("incident messages unreadable at directory version %s", version,
+                            exc_info=True)
+                try:
+                    session().rollback()
+                except Exception:
+                    pass
+                return held[1] if held else ()
+            self._messages = (version, messages)
+            return messages
 
 
 def _mark_if_directory(session: Session, instances) -> None:

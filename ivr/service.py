@@ -19,6 +19,7 @@ from flask import current_app, request, url_for
 
 from callflows import engine
 from callflows.actions import CallState, Hangup, Say
+from callflows.keypad import callable_caller
 from core import db
 from core import text as text_policy
 from core.privacy import caller_hash, mask_number
@@ -120,7 +121,7 @@ def renderer() -> Renderer:
 
     def url(endpoint: str, state: CallState | None = None, **values) -> str:
         if state is not None:
-            values.update(url_state.encode(state))
+            values.update(url_state.encode(state, cfg["CALLER_HASH_KEY"]))
         if endpoint in ("ivr.whisper", "ivr.whisper_result", "ivr.leg_status") and parent_sid:
             values["c"] = parent_sid
         if keep_at and endpoint != "audio":
@@ -141,14 +142,33 @@ def _form_url() -> str:
     return french.spoken_address(current_app.config["SVI_FORM_URL"])
 
 
-def _context(now, last_departement=None, directory_version=None) -> engine.Context:
+def _context(now, last_departement=None, directory_version=None, caller_number=None) -> engine.Context:
+    """What the engine needs: the directory (and its incident messages, at `now`) from the
+    process's cache; `caller_number`: Twilio's `From`, kept only if it can be called back."""
     cfg = current_app.config
     lookup = current_app.extensions["svi.directory_cache"].lookup(db.session,
                                                                    version=directory_version)
     return engine.Context(now=now, directory=lookup,
                           last_departement=last_departement, form_url=cfg["SVI_FORM_URL"],
                           time_limit=cfg["SVI_CALL_TIME_LIMIT"],
-                          voicemail_max_seconds=cfg["SVI_VOICEMAIL_MAX_SECONDS"])
+                          voicemail_max_seconds=cfg["SVI_VOICEMAIL_MAX_SECONDS"],
+                          caller_number=callable_caller(caller_number),
+                          announcements=lambda code: lookup.announcements(code, now))
+
+
+def _state():
+    """The call state the action URL carries (a callback number in it is sealed)."""
+    return url_state.decode(request.args, current_app.config["CALLER_HASH_KEY"])
+
+
+def _event() -> dict:
+    """The webhook's event as kept; a callback number typed by the caller is personal data,
+    masked like a caller's number."""
+    event = tracking.event_data(request.form)
+    step = _flow().steps.get(request.args.get("s", ""))
+    if "Digits" in event and step is not None and step.get("type") == "ask_number":
+        event["Digits"] = mask_number(event["Digits"])
+    return event
 
 
 def _flow():
@@ -217,7 +237,7 @@ def answer_or_apologize(handler):
 def _apology_record() -> dict:
     """The tracking record of a webhook answered with the technical apology."""
     return dict(sid=_sid("CallSid"), at=_now(), step=request.args.get("s"),
-                called=_text("To", 64), event=tracking.event_data(request.form), **_caller())
+                called=_text("To", 64), event=_event(), **_caller())
 
 
 # -- webhooks ---------------------------------------------------------------------------------
@@ -272,7 +292,7 @@ def _accepted(leg_sid: str | None) -> bool:
 def step_result() -> str:
     """POST /ivr/step: the result of a Gather, Dial or Record of the step named in the URL."""
     now, form = _now(), request.form
-    state = url_state.decode(request.args)
+    state = _state()
     dial_status = form.get("DialCallStatus")
     leg_sid = _sid("DialCallSid") or None
     accepted = _accepted(leg_sid) if dial_status and leg_sid else False
@@ -280,21 +300,26 @@ def step_result() -> str:
     inp = engine.Input(digits=form.get("Digits") or None, dial_status=dial_status,
                        dial_accepted=accepted, recording_url=_text("RecordingUrl", 300) or None,
                        recording_seconds=_int("RecordingDuration", cfg["SVI_VOICEMAIL_MAX_SECONDS"]))
-    result = engine.resume(_flow(), state, inp, _context(now))
+    result = engine.resume(_flow(), state, inp, _context(now, caller_number=form.get("From")))
     body = renderer().response(result.actions)
     # Twilio cuts a forwarded call at the time limit the <Dial> gave it.
     dial = (dict(leg_sid=leg_sid, status=_text("DialCallStatus", 20),
                  duration=_int("DialCallDuration", cfg["SVI_CALL_TIME_LIMIT"]))
             if dial_status else None)
+    if result.track.get("callback_number"):
+        log.info("callback requested by call %s to %s", _sid("CallSid"),
+                 mask_number(result.track["callback_number"]))
+    # A callback number is in the record in clear (in the journal if the database cannot take
+    # it now): the ticket it creates is the one place it is stored.
     deliver("step", dict(sid=_sid("CallSid"), at=now, step=state.step, dial=dial,
-                         track=result.track, event=tracking.event_data(form), **_caller()))
+                         track=result.track, event=_event(), **_caller()))
     return body
 
 
 def whisper() -> str:
     """POST /ivr/whisper: a referent picked up; tell them who calls before connecting."""
     now, form = _now(), request.form
-    state = url_state.decode(request.args)
+    state = _state()
     result = engine.whisper(_flow(), state, _context(now))
     # The whisper's Gather posts to its own endpoint, not to the caller's flow.
     body = renderer().response(result.actions, result_endpoint="ivr.whisper_result")
@@ -309,7 +334,7 @@ def whisper_result() -> str:
     The acceptance is recorded (or journaled) before the answer: the dial result asks for it.
     """
     now, form = _now(), request.form
-    state = url_state.decode(request.args)
+    state = _state()
     accepted = engine.whisper_accepted(_flow(), state, form.get("Digits"))
     deliver("whisper_result", dict(sid=_parent_sid(), leg_sid=_sid("CallSid"),
                                    number=_text("To", 32), at=now, accepted=accepted,

@@ -27,6 +27,14 @@ def forget_rendered() -> None:
     _MEMO.clear()
 
 
+def _personal(action) -> bool:
+    """True for an action carrying a callback number: never kept in the memo (it is personal
+    data, and one call's)."""
+    if isinstance(action, Gather):
+        return action.result.number is not None or any(_personal(say) for say in action.prompts)
+    return isinstance(action, Say) and "numero" in action.params
+
+
 class Renderer:
     """Renders actions; `url` builds the absolute URL of a step result or other endpoint.
 
@@ -61,7 +69,7 @@ class Renderer:
         """The TwiML document for a list of actions."""
         overrides = self.overrides if self.overrides is not None else prompt_overrides.current()
         if (self.context is None or result_endpoint != "ivr.step"
-                or any(isinstance(action, Dial) for action in actions)):
+                or any(isinstance(action, Dial) or _personal(action) for action in actions)):
             return self._render(actions, result_endpoint, overrides)
         key = (self.context, overrides.fingerprint, repr(actions))
         document = _MEMO.get(key)

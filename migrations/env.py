@@ -11,6 +11,7 @@ import scheduler.models  # noqa: F401
 import accounts.models  # noqa: F401
 import audit.models  # noqa: F401
 import prompts.models  # noqa: F401
+import tickets.models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

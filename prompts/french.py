@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+
 DAYS = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
 MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
           "septembre", "octobre", "novembre", "décembre"]
@@ -78,3 +80,27 @@ def spoken_address(url: str | None) -> str:
         if text.startswith(prefix):
             text = text[len(prefix):]
     return text.rstrip("/")
+
+
+#: Country codes of the French numbering plan: their numbers are read as dialled in France.
+_FRENCH_CODES = {33, 262, 590, 594, 596}
+
+
+def phone_number(e164: str) -> str:
+    """A phone number read back to a caller digit pair by digit pair, as French speakers say
+    them: '+33612345678' -> 'zéro 6, 12, 34, 56, 78'; abroad: 'plus 44, 20, 79, 46, 00, 00'."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return " ".join(e164)
+    national = phonenumbers.national_significant_number(parsed)
+    if parsed.country_code in _FRENCH_CODES:
+        digits, prefix = "0" + national, ""
+    else:
+        digits, prefix = national, f"plus {parsed.country_code}, "
+    # An odd count: the first group has one digit ("plus 1, 2, 12, …").
+    pairs = [digits[:len(digits) % 2]] if len(digits) % 2 else []
+    pairs += [digits[i:i + 2] for i in range(len(digits) % 2, len(digits), 2)]
+    spoken = [" ".join("zéro" if d == "0" else d for d in p) if p.startswith("0") else p
+              for p in pairs]
+    return prefix + ", ".join(spoken)

@@ -44,6 +44,15 @@ def build_scheduler(app: Flask, now: datetime | None = None) -> BlockingSchedule
         # Tomorrow's run catches up anyway: no need to run a purge hours late.
         misfire_grace_time=3600, **once)
     scheduler.add_job(
+        jobs.tickets_auto_close, CronTrigger(hour=3, minute=30, timezone=jobs.PARIS),
+        args=[app], id=jobs.TICKETS_AUTO_CLOSE, name="Clôture automatique des tickets",
+        misfire_grace_time=6 * 3600, **once)
+    scheduler.add_job(
+        jobs.tickets_digest, CronTrigger(hour=7, minute=30, timezone=jobs.PARIS),
+        args=[app], id=jobs.TICKETS_DIGEST, name="Récapitulatif quotidien des tickets",
+        # Sent late in the morning is still useful; the next day's replaces it otherwise.
+        misfire_grace_time=4 * 3600, **once)
+    scheduler.add_job(
         jobs.replay_journals, IntervalTrigger(minutes=1), args=[app], id=jobs.REPLAY_JOURNALS,
         name="Rejeu des journaux d'appels", next_run_time=datetime.now(jobs.PARIS),
         misfire_grace_time=None, **once)
@@ -86,7 +95,8 @@ def init_app(app: Flask) -> None:
     @click.pass_context
     @with_appcontext  # a group's own callback gets no app context from Flask
     def scheduler_group(ctx):
-        """Lance le planificateur (processus à part) : classeurs trimestriels, anonymisation quotidienne."""
+        """Lance le planificateur (processus à part) : classeurs trimestriels, anonymisation
+        quotidienne, récapitulatif et clôture automatique des tickets."""
         if ctx.invoked_subcommand is None:
             serve(current_app._get_current_object())
 

@@ -180,17 +180,28 @@ def _count(n: int) -> str:
 # --- caller purge ------------------------------------------------------------------------------
 
 def purge_callers(app: Flask) -> JobResult:
-    """Erase who called before the retention period (SVI_CALLER_RETENTION_DAYS); once a day."""
+    """Erase who called before the retention period (SVI_CALLER_RETENTION_DAYS), and their
+    voicemails at Twilio (tickets.recordings); once a day."""
     now = app.config["CLOCK"]()
     before = now - timedelta(days=app.config["SVI_CALLER_RETENTION_DAYS"])
 
     def work(session: Session) -> str:
+        from tickets import recordings
+        # Voicemails first: deleted at Twilio, and only then their address forgotten (a failure
+        # keeps it for the next day's run).
+        deleted = recordings.purge_expired(app, session, before=before, commit=db.commit)
         count = 0
         # One short transaction per batch: calls keep being recorded meanwhile.
         while batch := operations.purge_callers(session, before=before):
             count += batch
             db.commit()
-        return f"{count} appel(s) anonymisé(s) (antérieurs au {before.astimezone(PARIS):%d/%m/%Y})"
+        from tickets import operations as ticket_operations
+        tickets = ticket_operations.purge_callers(session, before=before)
+        db.commit()
+        detail = f"{count} appel(s) anonymisé(s) (antérieurs au {before.astimezone(PARIS):%d/%m/%Y})"
+        if tickets:
+            detail += f", {tickets} ticket(s) sans numéro d'appelant"
+        return detail + (f" ; {summary}" if (summary := deleted.summary()) else "")
 
     return run_job(app, PURGE_CALLERS, now.astimezone(PARIS).date().isoformat(), work)
 
@@ -217,5 +228,47 @@ def replay_journals(app: Flask) -> int:
     return count
 
 
+# --- tickets -----------------------------------------------------------------------------------
+
+TICKETS_DIGEST = "tickets-digest"
+TICKETS_AUTO_CLOSE = "tickets-auto-close"
+
+
+def tickets_digest(app: Flask) -> JobResult:
+    """Each département's referents get the day's open callbacks, voicemails and late tickets;
+    once a day. A failed email fails the run, so that running it again sends it."""
+    now = app.config["CLOCK"]()
+
+    def work(session: Session) -> str:
+        from tickets import operations as tickets
+        digests = tickets.digests(session, now)
+        for digest in digests:
+            db.after_commit(lambda d=digest: mail.send(app, to=d.to, subject=d.subject,
+                                                       body=d.body))
+        skipped = tickets.departements_without_referents(session, now)
+        if skipped:
+            log.warning("récapitulatif des tickets : aucun référent actif pour %s",
+                        ", ".join(skipped))
+        return (f"{len(digests)} récapitulatif(s) envoyé(s)"
+                + (f" ; sans référent actif : {', '.join(skipped)}" if skipped else ""))
+
+    return run_job(app, TICKETS_DIGEST, now.astimezone(PARIS).date().isoformat(), work)
+
+
+def tickets_auto_close(app: Flask) -> JobResult:
+    """Close the tickets resolved TICKETS_AUTO_CLOSE_DAYS days ago and never confirmed
+    (« délai dépassé »); once a day. The requesters' emails leave after the commit."""
+    now = app.config["CLOCK"]()
+    days = int(app.config["TICKETS_AUTO_CLOSE_DAYS"])
+
+    def work(session: Session) -> str:
+        from tickets import operations as tickets
+        count = tickets.auto_close(session, now, days)
+        return f"{count} ticket(s) clos (résolus depuis {days} jour(s) sans confirmation)"
+
+    return run_job(app, TICKETS_AUTO_CLOSE, now.astimezone(PARIS).date().isoformat(), work)
+
+
 #: Jobs by name, for `flask scheduler run-job NAME`.
-JOBS = {QUARTERLY_WORKBOOKS: quarterly_workbooks, PURGE_CALLERS: purge_callers}
+JOBS = {QUARTERLY_WORKBOOKS: quarterly_workbooks, PURGE_CALLERS: purge_callers,
+        TICKETS_DIGEST: tickets_digest, TICKETS_AUTO_CLOSE: tickets_auto_close}

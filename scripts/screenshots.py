@@ -32,6 +32,7 @@ PAGES = [
     ("prompts.png", "/admin/messages"),
     ("prompt.png", "/admin/messages/closed_hours?departement=57"),
     ("audit.png", "/admin/journal"),
+    ("api.png", "/api/"),
 ]
 #: (file name, path) of the dashboards, shot last, once demo calls are seeded (the other pages
 #: are shot without them).
@@ -140,6 +141,64 @@ def seed_calls(server: liveserver.LiveServer) -> None:
         core_db.commit()
 
 
+def seed_tickets(server: liveserver.LiveServer) -> list[tuple[str, str]]:
+    """A voicemail taken and commented, a callback request left late, an escalated ticket and an
+    incident with its phone message, the clock moved to 11:20; returns the clock's time before
+    and the (file name, path) of the ticket pages to shoot."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from accounts.models import User
+    from audit.operations import Actor
+    from tickets import incidents, operations
+    from tracking.models import Call, Solicitation
+    started = server.clock()
+    with server.app.app_context():
+        session = core_db.session()
+        server.app.config["NATIONAL_TEAM_EMAILS"] = "equipe.nationale@example.gouv.fr"
+        admin = session.scalars(select(User).where(User.email == ADMIN)).one()
+        actor = Actor.user(admin)
+        calls = list(session.scalars(select(Call).where(Call.call_sid.like("CAscreenshot%"))
+                                     .order_by(Call.id)))
+        voicemail_call = calls[-1]  # 93, nobody answered
+        voicemail_call.recording_url = ("https://api.twilio.com/2010-04-01/Accounts/AC" + "0" * 32
+                                        + "/Recordings/RE" + "0" * 32)
+        voicemail_call.recording_seconds = 48
+        server.clock.set("2026-12-21T10:20")
+        voicemail = operations.from_voicemail(session, voicemail_call,
+                                              at=voicemail_call.started_at)
+        callback = operations.from_callback(session, calls[1], "+33612345678",
+                                            at=calls[1].started_at)
+        server.clock.set("2026-12-21T10:40")  # taken in time; the callback is left late
+        operations.take(session, actor, voicemail, admin)
+        operations.comment(session, actor, voicemail,
+                           "Rappelé à 10 h 35 : répondeur. Nouvel essai cet après-midi.")
+        server.clock.set("2026-12-21T11:20")
+        row = session.scalars(select(Solicitation).where(Solicitation.call_id.is_(None))).first()
+        referred = operations.from_solicitation(
+            session, actor, row, "Le guichet de Bobigny signale des doublons à fusionner.",
+            requester_email="guichet.bobigny@example.fr")
+        operations.escalate(session, actor, admin, referred,
+                            "Doublons créés par l'import du 18/12 : correction à faire côté "
+                            "national.")
+        incident = incidents.create(session, actor, "Codes de connexion non reçus",
+                                    "Les SMS de connexion n'arrivent plus depuis 9 h.",
+                                    departement_code="93")
+        incidents.set_message(session, actor, incident,
+                              "Les codes de connexion n'arrivent plus ; nous y travaillons.",
+                              datetime(2026, 12, 21, 17, 0, tzinfo=UTC))
+        incidents.link(session, actor, referred, incident)
+        numbers = voicemail.number, callback.number, row.reference, incident.id
+        core_db.commit()
+    return started, [("tickets.png", "/tickets/"), ("ticket.png", f"/tickets/{numbers[0]}"),
+            ("ticket-callback.png", f"/tickets/{numbers[1]}"),
+            ("ticket-new.png", f"/tickets/depuis/{numbers[2]}"),
+            ("incidents.png", "/tickets/incidents/"),
+            ("incident.png", f"/tickets/incidents/{numbers[3]}"),
+            ("emails.png", "/admin/courriels"), ("email.png", "/admin/courriels/new_voicemail")]
+
+
 def call_detail(shooter: Shooter) -> None:
     """Open the first call of « Mes appels » and shoot its detail page."""
     name = "call.png"
@@ -165,6 +224,17 @@ def simulator(shooter: Shooter) -> None:
     page.get_by_label("Touches tapées").fill("2")
     page.get_by_role("button", name="Envoyer").click()
     shooter.shoot(name)
+
+
+def api_token(shooter: Shooter) -> None:
+    """« Mes jetons d'API », just after a token was created (its secret shown once)."""
+    if not shooter.goto("tokens.png", "/mon-compte/jetons/"):
+        return
+    page = shooter.page
+    page.get_by_label("Nom du jeton").fill("Outil de pilotage régional")
+    page.get_by_label("Durée de validité (jours)").fill("365")
+    page.get_by_role("button", name="Créer le jeton").click()
+    shooter.shoot("tokens.png")
 
 
 def dashboards(shooter: Shooter, server: liveserver.LiveServer) -> None:
@@ -207,6 +277,12 @@ def main(argv: list[str]) -> int:
                     simulator(shooter)
                 if name == "calls.png":
                     call_detail(shooter)
+            started, ticket_pages = seed_tickets(server)
+            for name, path in ticket_pages:
+                if shooter.goto(name, path):
+                    shooter.shoot(name)
+            server.clock.set(started)  # the other pages at the usual time
+            api_token(shooter)
             dashboards(shooter, server)
             browser.close()
     finally:

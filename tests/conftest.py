@@ -73,7 +73,8 @@ def app(request, database_urls, tmp_path_factory):
     application = create_app({"DATABASE_URL": url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                               "PUBLIC_BASE_URL": PUBLIC_BASE, "SVI_CALLER_ID": "+33806000156",
                               "SECRET_KEY": "test-secret", "CLOCK": clock,
-                              "JOURNAL_DIR": str(tmp_path_factory.mktemp("journal"))})
+                              "JOURNAL_DIR": str(tmp_path_factory.mktemp("journal")),
+                              "MAIL_OUTBOX_DIR": str(tmp_path_factory.mktemp("outbox"))})
     application.config["TEST_CLOCK"] = clock
     with application.app_context():
         seed_departements(core_db.session())

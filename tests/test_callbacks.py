@@ -346,7 +346,9 @@ def test_a_forbidden_character_in_any_field_never_loses_the_call(app, twilio, db
     assert whisper[0] == 200
     dial = _params(t.call_sid, DialCallStatus="no-answer", DialCallSid=leg)
     _, body = twilio.post(t, dial_verb.get("action"), dial)
-    record = ElementTree.fromstring(body).find("Record")  # nobody answered: a message
+    offer = ElementTree.fromstring(body).find("Gather")  # nobody answered: callback or message
+    _, body = twilio.post(t, offer.get("action"), _params(t.call_sid, Digits="3"))
+    record = ElementTree.fromstring(body).find("Record")
     if record is not None:
         url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE1"
         twilio.post(t, record.get("action"), _params(

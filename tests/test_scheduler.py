@@ -423,7 +423,13 @@ def test_scheduler_jobs_and_triggers(tmp_path):
     scheduler = scheduler_cli.build_scheduler(application, now)
     assert str(scheduler.timezone) == "Europe/Paris"
     found = {job.id: job for job in scheduler.get_jobs()}
-    assert set(found) == {"quarterly-workbooks", "purge-callers", "replay-journals"}
+    assert set(found) == {"quarterly-workbooks", "purge-callers", "replay-journals",
+                          "tickets-digest", "tickets-auto-close"}
+    digest, auto_close = found["tickets-digest"], found["tickets-auto-close"]
+    assert digest.func is jobs.tickets_digest and auto_close.func is jobs.tickets_auto_close
+    assert digest.trigger.get_next_fire_time(None, now) == datetime(2026, 11, 23, 7, 30, tzinfo=PARIS)
+    assert auto_close.trigger.get_next_fire_time(None, now) == datetime(2026, 11, 23, 3, 30, tzinfo=PARIS)
+    assert (digest.max_instances, digest.coalesce, auto_close.max_instances) == (1, True, 1)
     replay = found["replay-journals"]
     assert replay.func is jobs.replay_journals and replay.trigger.interval.total_seconds() == 60
     assert (replay.max_instances, replay.coalesce) == (1, True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from accounts import tokens
 from accounts.models import Role
+from audit.operations import Actor
 from tests.webclient import login, make_user
 from web import policy
 
@@ -45,6 +47,7 @@ TABLE = {
     "dashboard_pages.national": [("GET", "/tableau-de-bord/", {ADMIN, NATIONAL})],
     "dashboard_pages.departement": [("GET", "/tableau-de-bord/75", {ADMIN, NATIONAL}),
                                     ("GET", "/tableau-de-bord/93", LOGGED_IN)],
+    "dashboard_pages.mine": [("GET", "/tableau-de-bord/mes-departements", LOGGED_IN)],
     "admin_pages.worked_holidays": [("GET", "/admin/jours-feries", {ADMIN})],
     "admin_pages.import_directory": [("GET", "/admin/annuaire/import", {ADMIN})],
     "admin_pages.export_directory": [("GET", "/admin/annuaire/export.csv", {ADMIN})],
@@ -66,6 +69,68 @@ TABLE = {
                            ("POST", "/appels/nouvelle", LOGGED_IN)],
     "referent_pages.import_workbook": [("GET", "/appels/import", LOGGED_IN),
                                        ("POST", "/appels/import", LOGGED_IN)],
+    # Tickets: unknown numbers and references answer 404 to whoever is logged in; the 403 on
+    # another département's ticket is in test_web_tickets.py.
+    "ticket_pages.index": [("GET", "/tickets/", LOGGED_IN),
+                           ("GET", "/tickets/?departement=93&statut=&en_retard=y", LOGGED_IN)],
+    "ticket_pages.detail": [("GET", "/tickets/T-2026-999999", LOGGED_IN)],
+    "ticket_pages.take": [("POST", "/tickets/T-2026-999999/prendre", LOGGED_IN)],
+    "ticket_pages.set_status": [("POST", "/tickets/T-2026-999999/statut", LOGGED_IN)],
+    "ticket_pages.comment": [("POST", "/tickets/T-2026-999999/commentaires", LOGGED_IN)],
+    "ticket_pages.escalate": [("POST", "/tickets/T-2026-999999/escalader", LOGGED_IN)],
+    "ticket_pages.close": [("POST", "/tickets/T-2026-999999/clore", LOGGED_IN)],
+    "ticket_pages.link_incident": [("POST", "/tickets/T-2026-999999/incident", LOGGED_IN)],
+    "ticket_pages.recording": [("GET", "/tickets/T-2026-999999/enregistrement", LOGGED_IN)],
+    "ticket_pages.from_solicitation": [("GET", "/tickets/depuis/S-0000000000", LOGGED_IN),
+                                       ("POST", "/tickets/depuis/S-0000000000", LOGGED_IN)],
+    "ticket_pages.incident_list": [("GET", "/tickets/incidents/", {ADMIN, NATIONAL}),
+                                   ("POST", "/tickets/incidents/", {ADMIN, NATIONAL})],
+    "ticket_pages.incident": [("GET", "/tickets/incidents/999999", {ADMIN, NATIONAL})],
+    "ticket_pages.incident_message": [("POST", "/tickets/incidents/999999/message",
+                                       {ADMIN, NATIONAL})],
+    "ticket_pages.incident_close": [("POST", "/tickets/incidents/999999/clore",
+                                     {ADMIN, NATIONAL})],
+    "email_pages.index": [("GET", "/admin/courriels", {ADMIN})],
+    "email_pages.edit": [("GET", "/admin/courriels/new_voicemail", {ADMIN})],
+    "email_pages.save": [("POST", "/admin/courriels/new_voicemail", {ADMIN})],
+    "token_pages.index": [("GET", "/mon-compte/jetons/", LOGGED_IN)],
+    "token_pages.create": [("POST", "/mon-compte/jetons/", LOGGED_IN)],
+    "token_pages.revoke": [("POST", "/mon-compte/jetons/999999/revoquer", LOGGED_IN)],
+    # The JSON API: a token of each role (anonymous: none, answered 401).
+    "apidoc.index": [("GET", "/api/", EVERYONE)],
+    "api-docs.openapi_json": [("GET", "/api/openapi.json", EVERYONE)],
+    "api_me.me": [("GET", "/api/v1/me", LOGGED_IN)],
+    "api_directory.list_departements": [("GET", "/api/v1/departements", LOGGED_IN)],
+    "api_directory.get_departement": [("GET", "/api/v1/departements/75", {ADMIN, NATIONAL}),
+                                      ("GET", "/api/v1/departements/93", LOGGED_IN)],
+    "api_directory.put_departement": [("PUT", "/api/v1/departements/75", {ADMIN}),
+                                      ("PUT", "/api/v1/departements/93", {ADMIN})],
+    "api_solicitations.list_solicitations": [
+        ("GET", "/api/v1/solicitations", LOGGED_IN),
+        ("GET", "/api/v1/solicitations?departement=75", {ADMIN, NATIONAL}),
+        ("GET", "/api/v1/solicitations?departement=93", LOGGED_IN)],
+    "api_solicitations.get_solicitation": [("GET", "/api/v1/solicitations/S-0000000000",
+                                            LOGGED_IN)],
+    "api_solicitations.qualify": [("PUT", "/api/v1/solicitations/S-0000000000/qualification",
+                                   LOGGED_IN)],
+    "api_solicitations.add_solicitation": [("POST", "/api/v1/solicitations", LOGGED_IN)],
+    "api_solicitations.get_call": [("GET", "/api/v1/calls/999999", LOGGED_IN)],
+    "api_tickets.list_tickets": [("GET", "/api/v1/tickets", LOGGED_IN),
+                                 ("GET", "/api/v1/tickets?status=open&late=true", LOGGED_IN)],
+    "api_tickets.get_ticket": [("GET", "/api/v1/tickets/T-2026-999999", LOGGED_IN)],
+    "api_tickets.take": [("POST", "/api/v1/tickets/T-2026-999999/take", LOGGED_IN)],
+    "api_tickets.set_status": [("POST", "/api/v1/tickets/T-2026-999999/status", LOGGED_IN)],
+    "api_tickets.add_comment": [("POST", "/api/v1/tickets/T-2026-999999/comments", LOGGED_IN)],
+    "api_tickets.escalate": [("POST", "/api/v1/tickets/T-2026-999999/escalate", LOGGED_IN)],
+    "api_tickets.close": [("POST", "/api/v1/tickets/T-2026-999999/close", LOGGED_IN)],
+    "api_indicators.get_indicators": [
+        ("GET", "/api/v1/indicators", {ADMIN, NATIONAL}),
+        ("GET", "/api/v1/indicators?departement=75", {ADMIN, NATIONAL}),
+        ("GET", "/api/v1/indicators?departement=93", LOGGED_IN)],
+    "api_workbooks.get_workbook": [
+        ("GET", "/api/v1/workbooks/2026-Q4/national.xlsx", {ADMIN, NATIONAL}),
+        ("GET", "/api/v1/workbooks/2026-Q4/departement-75.xlsx", {ADMIN, NATIONAL}),
+        ("GET", "/api/v1/workbooks/2026-Q4/departement-93.xlsx", LOGGED_IN)],
 }
 
 
@@ -85,19 +150,32 @@ def clients(app, db):
     return _clients(app, db)
 
 
+class Client:
+    """A browser logged in as one role, holding that role's API token as well."""
+
+    def __init__(self, client, token: str | None = None):
+        self.client, self.token = client, token
+
+    def open(self, url, method):
+        api = url.startswith("/api/v1/")
+        headers = {"Authorization": f"Bearer {self.token}"} if api and self.token else {}
+        return self.client.open(url, method=method, headers=headers)
+
+
 def _clients(app, db):
     app.config["WTF_CSRF_ENABLED"] = False  # the table checks who gets in, not CSRF
-    make_user(db, "admin@example.gouv.fr", Role.admin)
-    make_user(db, "national@example.gouv.fr", Role.national)
-    make_user(db, "ref93@example.gouv.fr", Role.referent, departements=["93"])
-    result = {ANON: app.test_client()}
-    for who, email in ((ADMIN, "admin@example.gouv.fr"), (NATIONAL, "national@example.gouv.fr"),
-                       (REF93, "ref93@example.gouv.fr")):
+    users = {ADMIN: make_user(db, "admin@example.gouv.fr", Role.admin),
+             NATIONAL: make_user(db, "national@example.gouv.fr", Role.national),
+             REF93: make_user(db, "ref93@example.gouv.fr", Role.referent, departements=["93"])}
+    result = {ANON: Client(app.test_client())}
+    for who, user in users.items():
         client = app.test_client()
         app.config["WTF_CSRF_ENABLED"] = True
-        assert login(client, email).status_code == 302
+        assert login(client, user.email).status_code == 302
         app.config["WTF_CSRF_ENABLED"] = False
-        result[who] = client
+        _, secret = tokens.create(db, Actor.cli(), user, "table")
+        db.commit()
+        result[who] = Client(client, secret)
     return result
 
 
@@ -105,16 +183,17 @@ def _clients(app, db):
 def test_route_by_role(clients, endpoint):
     for method, url, allowed in TABLE[endpoint]:
         for who, client in clients.items():
-            response = client.open(url, method=method)
-            refused = response.status_code == 403 or (
-                response.status_code == 302
+            response = client.open(url, method)
+            api = url.startswith("/api/v1/")
+            refused = response.status_code in ((401, 403) if api else (403,)) or (
+                not api and response.status_code == 302
                 and response.headers["Location"].startswith("/connexion?next="))
             if who in allowed:
                 assert not refused and response.status_code < 500, (who, method, url, response.status_code)
             else:
                 assert refused, (who, method, url, response.status_code)
                 if who == ANON:
-                    assert response.status_code == 302, (method, url)
+                    assert response.status_code == (401 if api else 302), (method, url)
 
 
 def test_a_view_without_rule_is_refused(app, db):
@@ -124,4 +203,4 @@ def test_a_view_without_rule_is_refused(app, db):
         return "secret"
 
     for client in _clients(app, db).values():
-        assert client.get("/sans-regle").status_code == 403
+        assert client.open("/sans-regle", "GET").status_code == 403

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from core import text as text_policy
 from core.db import Base, RawConnection, RawStatement, UTCDateTime
 from core.privacy import mask_number
+from tickets import operations as tickets
 from tracking import solicitations
 from tracking.models import (STATUS_ORDER, TERMINAL, Call, CallEvent, CallLeg, Outcome,
                              UnmatchedCallback)
@@ -287,13 +288,29 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime,
     db.flush()
     if (call.departement_code, call.thematique) != before:
         solicitations.sync_call(db, call)
+    # Tickets last: they link the call's solicitation row, synchronized just above.
+    if track.get("recording_url") and call.recording_url is not None:
+        tickets.from_voicemail(db, call, at=at)
+    if track.get("callback_number"):
+        request_callback(db, call, track["callback_number"], at=at)
 
 
 def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> None:
-    """A voicemail was left: nobody-answered calls become voicemail calls."""
+    """A voicemail was left: nobody-answered calls become voicemail calls (`apply_flow` then
+    makes it a ticket, once: a replayed or retried recording webhook finds the same one)."""
     if call.recording_url is None:
         call.recording_url, call.recording_seconds = text_policy.clean(url)[:300], seconds
     state_outcome(call, Outcome.voicemail)
+
+
+def request_callback(db: Session, call: Call, number: str, *, at: datetime) -> None:
+    """The caller confirmed a number to be called back on (nobody answered): a callback ticket,
+    created once per call. The call's outcome stays what it was (nobody answered). The number is
+    stored in clear in the ticket only; logs get it masked."""
+    ticket = tickets.from_callback(db, call, number, at=at)
+    if ticket is not None:
+        log.info("callback ticket %s for call %s (%s)", ticket.number, call.call_sid,
+                 mask_number(number))
 
 
 def find_leg(db: Session, leg_sid: str) -> CallLeg | None:

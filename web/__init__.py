@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from zoneinfo import ZoneInfo
+
 import phonenumbers
 
 from flask import Flask, Response, render_template, request
@@ -15,6 +17,7 @@ from flask import Flask, Response, render_template, request
 from web import policy
 from web.extensions import csrf, limiter, login_manager
 
+PARIS = ZoneInfo("Europe/Paris")
 #: Content-Security-Policy of every page: no inline script or style, nothing from elsewhere.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "font-src 'self'; connect-src 'self'; media-src 'self'; object-src 'none'; "
@@ -47,8 +50,11 @@ def init_app(app: Flask) -> None:
     for module in (auth, home, directory_pages, admin_pages, preview_pages, downloads,
                    dashboard_pages):
         app.register_blueprint(module.bp)
-    from web import referent_pages
-    app.register_blueprint(referent_pages.bp)
+    from web import email_pages, referent_pages, ticket_pages, token_pages
+    for module in (referent_pages, token_pages, ticket_pages, email_pages):
+        app.register_blueprint(module.bp)
+    import api
+    api.init_app(app)
     from ivr.blueprint import bp as ivr_bp
     csrf.exempt(ivr_bp)
 
@@ -57,6 +63,7 @@ def init_app(app: Flask) -> None:
         return {"navigation": navigation}
 
     app.jinja_env.filters["phone"] = phone
+    app.jinja_env.filters["localtime"] = paris_time
     from web.forms import error_list
     app.jinja_env.globals["error_list"] = error_list
 
@@ -87,23 +94,36 @@ def phone(number: str) -> str:
         return number
 
 
+def paris_time(at) -> str:
+    """A stored (UTC) instant as people in metropolitan France read it: "03/12/2026 14:05"."""
+    return at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+
+
 def navigation() -> list[tuple[str, object]]:
     """The main menu of the current user: only what their role may open. An entry is
     (endpoint, label), or (label, [(endpoint, label)…]) for a sub-menu."""
     from flask_login import current_user
     from accounts import permissions
+    from accounts.models import Role
     items = [("referent_pages.index", "Mes appels"),
+             ("ticket_pages.index", "Tickets"),
              ("directory_pages.overview", "Annuaire"),
              ("preview_pages.preview", "Ce qu'entendront les appelants"),
              ("preview_pages.simulator", "Simulateur d'appel"),
              ("downloads.index", "Classeurs")]
     if permissions.sees_every_departement(current_user):
         items.append(("dashboard_pages.national", "Tableau de bord"))
+    elif permissions.has_role(current_user, Role.referent) and current_user.departement_codes:
+        # A referent: their département's dashboard, or the list of theirs when they have several.
+        items.append(("dashboard_pages.mine", "Tableau de bord"))
+    if permissions.sees_every_departement(current_user):
+        items.insert(2, ("ticket_pages.incident_list", "Incidents"))
     if permissions.may_administer(current_user):
         items.append(("Administration", [
             ("admin_pages.import_directory", "Import et export de l'annuaire"),
             ("admin_pages.worked_holidays", "Jours fériés travaillés"),
             ("admin_pages.prompt_list", "Messages"),
+            ("email_pages.index", "Courriels"),
             ("admin_pages.audit_log", "Journal des modifications")]))
     return items
 
@@ -115,6 +135,9 @@ def _is_webhook() -> bool:
 
 def _error_page(status: int, title: str):
     def handler(error):
+        from api import is_api_request, problem
+        if is_api_request():  # API clients get problem+json, never a page meant for people
+            return problem(error)
         if _is_webhook():  # Twilio gets a bare status, never a page meant for people
             return Response(status=status)
         description = getattr(error, "description", "") or ""

@@ -30,6 +30,7 @@ from directory.reference import official_order, territories
 from ivr.simulator import Emulator, FlaskTransport, Pause, Referent, Transcript
 import prompts
 from prompts import overrides as prompt_overrides
+from tickets import incidents
 from tracking.models import Call, Outcome
 from web.forms import Form, plausible_year
 from web import policy, scratch
@@ -42,6 +43,15 @@ CALLERS = [SelectChoice("nouveau", "Nouvel appelant"),
 REFERENTS = [SelectChoice("accept", "Un référent décroche et accepte l'appel"),
              SelectChoice("no-answer", "Personne ne répond"),
              SelectChoice("busy", "Les lignes sont occupées")]
+#: What the caller does when nobody answered (the callback offer), as keypad entries.
+AFTER_NO_ANSWER = {"attend": [None], "rappel": ["1"], "autre": ["2", "0199000002", "1"],
+                   "message": ["3"]}
+AFTERS = [SelectChoice("attend", "Ne tape rien (messagerie vocale, ou formulaire)"),
+          SelectChoice("rappel", "Demande à être rappelé au numéro d'où il appelle (1)"),
+          SelectChoice("autre", "Indique un autre numéro, 01 99 00 00 02, et le confirme (2)"),
+          SelectChoice("message", "Choisit de laisser un message (3)")]
+#: The number the previewed caller calls from (ARCEP's range reserved for fiction).
+PREVIEW_CALLER = "+33199000001"
 
 
 class PreviewForm(Form):
@@ -55,6 +65,7 @@ class PreviewForm(Form):
     caller = SelectField("Appelant", choices=CALLERS, default="nouveau")
     thematique = SelectField("Thématique choisie dans le menu")
     referent = SelectField("Côté référent", choices=REFERENTS, default="accept")
+    after = SelectField("Si personne ne répond, l'appelant…", choices=AFTERS, default="attend")
     voicemail = IntegerField("Durée du message vocal laissé (secondes, 0 : aucun)", default=20,
                              validators=[NumberRange(0, 600, "Entre 0 et 600 secondes.")])
 
@@ -114,12 +125,16 @@ def _run(flow, form: PreviewForm, codes: list[str]):
     view = operations.snapshot(session, code)
     instant = datetime.combine(form.day.data, form.at.data, ZoneInfo(view.timezone))
     cfg = current_app.config
+    messages = incidents.active_messages(session, instant)
     ctx = engine.Context(now=instant, directory=lambda c: operations.snapshot(session, c),
                          last_departement=code if form.caller.data == "habitue" else None,
                          form_url=cfg["SVI_FORM_URL"], time_limit=cfg["SVI_CALL_TIME_LIMIT"],
-                         voicemail_max_seconds=cfg["SVI_VOICEMAIL_MAX_SECONDS"])
+                         voicemail_max_seconds=cfg["SVI_VOICEMAIL_MAX_SECONDS"],
+                         caller_number=None if form.caller.data == "masque" else PREVIEW_CALLER,
+                         announcements=lambda c: tuple(incidents.messages_for(messages, c)))
     keys = ["1"] if form.caller.data == "habitue" else script.keys_for(code) + ["1"]
     keys.append(form.thematique.data or None)
+    keys += AFTER_NO_ANSWER.get(form.after.data, [None])
     played = script.run(flow, ctx, keys, referent=form.referent.data,
                         voicemail_seconds=form.voicemail.data or 0,
                         speak=_speaker(prompt_overrides.load(session)))
