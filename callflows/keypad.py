@@ -44,6 +44,10 @@ CALLABLE_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE,
 
 
 def _callable(number: phonenumbers.PhoneNumber) -> str | None:
+    # A number with no country behind it (+870/+881 satellite, +882/+883 international
+    # networks: region "001") costs premium rates however the library types it: refused.
+    if phonenumbers.region_code_for_number(number) in (None, "001", "ZZ"):
+        return None
     if phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in CALLABLE_TYPES:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
@@ -55,7 +59,8 @@ def parse_callback_number(digits: str | None, region: str = "FR") -> str | None:
     French formats: ten digits as dialled in France ("06 12 34 56 78", "0590 12 34 56"), read
     in the département's region first, then in the other regions of the French plan (a
     metropolitan mobile typed in La Réunion, a Réunion one typed in Paris); or an international
-    number after 00 ("0033…", "0044…"). Premium-rate and shared-cost numbers are refused.
+    number after 00 ("0033…", "0044…"). Premium-rate and shared-cost numbers, and numbers of
+    no country (satellite, international networks), are refused.
     """
     d = (digits or "").strip()
     if not (d.isascii() and d.isdigit()) or not 4 <= len(d) <= 17:

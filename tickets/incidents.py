@@ -9,7 +9,7 @@ holds on its next call instead of querying at each webhook. Flush-only; audited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy import text as sql_text
@@ -95,6 +95,10 @@ def link(db: Session, actor: Actor, ticket: Ticket, incident: Incident | None) -
     return ticket
 
 
+#: Longest an announcement may be set for.
+MAX_MESSAGE_DAYS = 366
+
+
 def set_message(db: Session, actor: Actor, incident: Incident, text: str | None,
                 until: datetime | None) -> Incident:
     """Set (or clear, with an empty text) the message the phone menu announces for the
@@ -107,7 +111,15 @@ def set_message(db: Session, actor: Actor, incident: Incident, text: str | None,
         if until is not None:
             if until.tzinfo is None:
                 raise TicketError("la date de fin du message doit porter son fuseau horaire")
-            if until <= now_of(db):
+            now = now_of(db)
+            try:
+                too_far = until.astimezone(UTC) - now > timedelta(days=MAX_MESSAGE_DAYS)
+            except OverflowError:  # 9999-12-31 west of Greenwich is past year 9999 in UTC
+                too_far = True
+            if too_far:
+                raise TicketError(f"la date de fin du message est invraisemblable : "
+                                  f"{MAX_MESSAGE_DAYS} jours au plus")
+            if until <= now:
                 raise TicketError("la date de fin du message est déjà passée")
     else:
         until = None
