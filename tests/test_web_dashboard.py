@@ -250,3 +250,27 @@ def test_the_menu_leads_a_referent_to_their_departements_dashboard(app, db):
         == "/tableau-de-bord/"
     assert national.get("/tableau-de-bord/mes-departements").headers["Location"] \
         == "/tableau-de-bord/"
+
+
+def test_the_dashboard_counts_late_tickets(app, db, clock):
+    from datetime import UTC, datetime, timedelta
+    from tickets import operations as ticket_operations
+    from tests import factories
+    from tests.webclient import login, make_user
+    from accounts.models import Role
+    clock.set(datetime(2026, 12, 21, 9, 0, tzinfo=UTC))  # Monday 10:00 in Paris
+    call = factories.call(db, departement="93", started_at=datetime(2026, 12, 21, 9, 0, tzinfo=UTC),
+                          recording_url="https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+                          recording_seconds=20)
+    ticket = ticket_operations.from_voicemail(db, call)
+    db.commit()
+    assert ticket is not None
+    make_user(db, "nat.late@example.gouv.fr", Role.national)
+    client = app.test_client()
+    login(client, "nat.late@example.gouv.fr")
+    page = client.get("/tableau-de-bord/93").get_data(as_text=True)
+    assert "<strong>0</strong>" in page.split('id="tickets-en-retard"')[1][:400]
+    clock.set(datetime(2026, 12, 21, 9, 0, tzinfo=UTC) + timedelta(hours=3))
+    page = client.get("/tableau-de-bord/93").get_data(as_text=True)
+    part = page.split('id="tickets-en-retard"')[1][:600]
+    assert "<strong>1</strong>" in part and "en_retard=y" in part

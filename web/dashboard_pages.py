@@ -16,6 +16,7 @@ from accounts import permissions
 from core import db
 from directory import operations
 from directory.reference import official_order, territories
+from tickets import operations as ticket_operations
 from tracking import indicators
 from tracking.exports import PeriodError, quarter_bounds, quarter_of
 from tracking.models import Outcome
@@ -142,8 +143,12 @@ def _render(*, code: str | None):
         home = url_for("dashboard_pages.mine", **period_args)
     else:
         home = None
+    # Tickets not taken into account within their working-hour deadline, now (not over the
+    # period: a late ticket is a task, not a statistic).
+    late_tickets = ticket_operations.count_late(
+        session, current_app.config["CLOCK"](), None if code is None else [code])
     return render_template(
-        "dashboard/index.html",
+        "dashboard/index.html", late_tickets=late_tickets,
         title=f"Tableau de bord — {code} {name}" if code else "Tableau de bord national",
         code=code, name=name, period=period, quarters=recent_quarters(today), data=data,
         chart=chart(data.trend), weekdays=indicators.WEEKDAYS,
