@@ -40,8 +40,11 @@ def build_message(config: Mapping, *, to: list[str], subject: str, body: str) ->
     return msg
 
 
-def send(app_or_config, *, to: list[str], subject: str, body: str) -> None:
-    """Send a plain-text message to `to`; written to the outbox folder when SMTP_HOST is empty."""
+def send(app_or_config, *, to: list[str], subject: str, body: str) -> list[str]:
+    """Send a plain-text message to `to`; written to the outbox folder when SMTP_HOST is empty.
+
+    Returns the addresses the SMTP server refused while accepting the others (sorted; empty when
+    every recipient was accepted). When it refuses them all, MailError is raised."""
     config = getattr(app_or_config, "config", app_or_config)
     instance_path = getattr(app_or_config, "instance_path", "instance")
     recipients = [address.strip() for address in to if address and address.strip()]
@@ -52,7 +55,7 @@ def send(app_or_config, *, to: list[str], subject: str, body: str) -> None:
         path = _write_outbox(outbox_dir(config, instance_path), msg)
         log.info("courriel « %s » déposé dans %s (SMTP_HOST vide), %d destinataire(s)",
                  subject, path, len(recipients))
-        return
+        return []
     host, port = config["SMTP_HOST"], int(config["SMTP_PORT"])
     try:
         with smtplib.SMTP(host, port, timeout=config["SMTP_TIMEOUT"]) as smtp:
@@ -60,7 +63,8 @@ def send(app_or_config, *, to: list[str], subject: str, body: str) -> None:
                 smtp.starttls(context=ssl.create_default_context())
             if config["SMTP_USERNAME"]:
                 smtp.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
-            refused = smtp.send_message(msg)
+            # The envelope is the checked list, never re-read from the To header.
+            refused = smtp.send_message(msg, to_addrs=recipients)
     except (smtplib.SMTPException, OSError) as exc:
         # The exception names the server and the SMTP reply only: never the body.
         raise MailError(f"envoi du courriel « {subject} » impossible via {host}:{port} : "
@@ -70,6 +74,7 @@ def send(app_or_config, *, to: list[str], subject: str, body: str) -> None:
                     subject, len(refused), ", ".join(sorted(refused)))
     log.info("courriel « %s » envoyé via %s:%d à %d destinataire(s)",
              subject, host, port, len(recipients) - len(refused))
+    return sorted(refused)
 
 
 def _write_outbox(folder: Path, msg: EmailMessage) -> Path:

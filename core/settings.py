@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 #: Every setting the service reads, with its default. `.env.example` documents each one.
@@ -85,15 +86,21 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
                             f"{settings['SVI_ENV']!r}")
     production = settings["SVI_ENV"] == "production"
     if production:
+        # The account SID fetches voicemails and deletes them at Twilio when retention ends.
         missing = [n for n in ("DATABASE_URL", "SECRET_KEY", "TWILIO_AUTH_TOKEN",
-                               "PUBLIC_BASE_URL", "SVI_CALLER_ID") if not settings[n]]
+                               "TWILIO_ACCOUNT_SID", "PUBLIC_BASE_URL", "SVI_CALLER_ID")
+                   if not settings[n]]
         if missing:
             raise SettingsError("réglages obligatoires en production : " + ", ".join(missing))
+        if not re.fullmatch(r"AC[0-9a-f]{32}", str(settings["TWILIO_ACCOUNT_SID"])):
+            raise SettingsError("TWILIO_ACCOUNT_SID doit être l'identifiant du compte Twilio "
+                                "(AC suivi de 32 chiffres hexadécimaux)")
         if settings["SVI_ALLOW_SIMULATED_TIME"]:
             raise SettingsError("SVI_ALLOW_SIMULATED_TIME est interdit en production")
-    for name in ("TICKETS_SLA_MINUTES", "TICKETS_AUTO_CLOSE_DAYS"):
-        if int(settings[name]) < 1:
-            raise SettingsError(f"{name} doit valoir au moins 1, reçu {settings[name]!r}")
+    # A typo (7000000 days) would fail every night's job or every voicemail's deadline.
+    for name, most in (("TICKETS_SLA_MINUTES", 7 * 24 * 60), ("TICKETS_AUTO_CLOSE_DAYS", 365)):
+        if not 1 <= int(settings[name]) <= most:
+            raise SettingsError(f"{name} doit valoir entre 1 et {most}, reçu {settings[name]!r}")
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _DEV_SECRET
     if not settings["CALLER_HASH_KEY"]:

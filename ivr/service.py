@@ -306,13 +306,17 @@ def step_result() -> str:
     dial = (dict(leg_sid=leg_sid, status=_text("DialCallStatus", 20),
                  duration=_int("DialCallDuration", cfg["SVI_CALL_TIME_LIMIT"]))
             if dial_status else None)
-    if result.track.get("callback_number"):
+    track = result.track
+    if track.get("callback_number"):
         log.info("callback requested by call %s to %s", _sid("CallSid"),
-                 mask_number(result.track["callback_number"]))
-    # A callback number is in the record in clear (in the journal if the database cannot take
-    # it now): the ticket it creates is the one place it is stored.
+                 mask_number(track["callback_number"]))
+        # Sealed in the record (and so in the journal, should the database not take it now):
+        # the ticket it creates is the one place the number is stored in clear.
+        track = dict(track, callback_sealed=url_state.seal(track["callback_number"],
+                                                           cfg["CALLER_HASH_KEY"]))
+        del track["callback_number"]
     deliver("step", dict(sid=_sid("CallSid"), at=now, step=state.step, dial=dial,
-                         track=result.track, event=_event(), **_caller()))
+                         track=track, event=_event(), **_caller()))
     return body
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from datetime import datetime, timedelta
 
 import click
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -24,9 +25,9 @@ log = logging.getLogger(__name__)
 CATCH_UP_DAYS = 7
 
 
-def build_scheduler(app: Flask, now: datetime | None = None) -> BlockingScheduler:
+def build_scheduler(app: Flask, now: datetime | None = None) -> BackgroundScheduler:
     """The scheduler with its jobs, not started (Europe/Paris time)."""
-    scheduler = BlockingScheduler(
+    scheduler = BackgroundScheduler(
         timezone=jobs.PARIS,
         # Two workers: the daily purge never waits behind a long quarterly run.
         executors={"default": ThreadPoolExecutor(max_workers=2)})
@@ -70,21 +71,25 @@ def serve(app: Flask) -> None:
     """Run the scheduler until SIGTERM or SIGINT; a running job is allowed to finish."""
     scheduler = build_scheduler(app)
 
-    def stop(signum, _frame):
-        raise SystemExit(0)
+    stopping: list[int] = []
 
+    def stop(signum, _frame):
+        # Only a flag: the main thread notices it within 0.2 s and shuts the scheduler down
+        # itself (a signal landing inside the scheduler's own code cannot interrupt it).
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for job in scheduler.get_jobs():
+        log.info("travail planifié : %s (%s)", job.name, job.trigger)
+    scheduler.start()
+    log.info("planificateur démarré (Europe/Paris) ; SIGTERM ou Ctrl-C pour l'arrêter")
     try:
-        signal.signal(signal.SIGTERM, stop)
-        for job in scheduler.get_jobs():
-            log.info("travail planifié : %s (%s)", job.name, job.trigger)
-        log.info("planificateur démarré (Europe/Paris) ; SIGTERM ou Ctrl-C pour l'arrêter")
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
+        while not stopping:
+            time.sleep(0.2)
     finally:
-        if scheduler.running:
-            log.info("arrêt du planificateur : un travail en cours se termine d'abord")
-            scheduler.shutdown(wait=True)
+        log.info("arrêt du planificateur : un travail en cours se termine d'abord")
+        scheduler.shutdown(wait=True)
     log.info("planificateur arrêté")
 
 

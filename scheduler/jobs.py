@@ -23,6 +23,7 @@ from core import db, mail
 from directory.models import Departement
 from directory.reference import official_order
 from scheduler import runs
+from scheduler.models import JobRun
 from tracking import operations
 from tracking.exports import PeriodError, export_workbook, quarter_bounds, quarter_of
 
@@ -236,23 +237,39 @@ TICKETS_AUTO_CLOSE = "tickets-auto-close"
 
 def tickets_digest(app: Flask) -> JobResult:
     """Each département's referents get the day's open callbacks, voicemails and late tickets;
-    once a day. A failed email fails the run, so that running it again sends it."""
+    once a day. A failed email fails the run, so that running it again sends it — and only it:
+    each département's digest sent is recorded as a run of its own (`tickets-digest:93`)."""
     now = app.config["CLOCK"]()
+    period = now.astimezone(PARIS).date().isoformat()
+
+    def sent(code: str) -> str:
+        return f"{TICKETS_DIGEST}:{code}"
+
+    def send(digest) -> None:
+        mail.send(app, to=digest.to, subject=digest.subject, body=digest.body)
+        with app.extensions["svi.sessionmaker"]() as own:
+            own.add(JobRun(job=sent(digest.departement_code), period=period, started_at=now,
+                           finished_at=now, status="done", detail=", ".join(digest.to)))
+            own.commit()
 
     def work(session: Session) -> str:
         from tickets import operations as tickets
-        digests = tickets.digests(session, now)
+        done = set(session.scalars(select(JobRun.job).where(
+            JobRun.job.like(f"{TICKETS_DIGEST}:%"), JobRun.period == period,
+            JobRun.status == "done")))
+        digests = [d for d in tickets.digests(session, now)
+                   if sent(d.departement_code) not in done]
         for digest in digests:
-            db.after_commit(lambda d=digest: mail.send(app, to=d.to, subject=d.subject,
-                                                       body=d.body))
+            db.after_commit(lambda d=digest: send(d))
         skipped = tickets.departements_without_referents(session, now)
         if skipped:
             log.warning("récapitulatif des tickets : aucun référent actif pour %s",
                         ", ".join(skipped))
         return (f"{len(digests)} récapitulatif(s) envoyé(s)"
+                + (f" ; {len(done)} déjà envoyé(s) plus tôt" if done else "")
                 + (f" ; sans référent actif : {', '.join(skipped)}" if skipped else ""))
 
-    return run_job(app, TICKETS_DIGEST, now.astimezone(PARIS).date().isoformat(), work)
+    return run_job(app, TICKETS_DIGEST, period, work)
 
 
 def tickets_auto_close(app: Flask) -> JobResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -183,6 +184,8 @@ def test_a_callback_confirmed_while_the_database_is_down_is_journaled_then_ticke
         assert pause is None and "Votre demande de rappel est enregistrée" in heard(t)
         assert [e["kind"] for e in journal.pending()][-1] == "step"
         assert _tickets(db) == []
+        # The number is personal data: the journal is readable by the service's user only.
+        assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
     finally:
         app.extensions["svi.voice_sessionmaker"], journal.sessions = working
     assert journal.wait_until_empty(timeout=30)

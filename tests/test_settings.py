@@ -22,12 +22,16 @@ def test_environment_overrides_defaults_and_is_typed(tmp_path):
 def test_production_fails_fast_without_its_secrets(tmp_path):
     with pytest.raises(settings.SettingsError) as err:
         settings.load(str(tmp_path), environ={"SVI_ENV": "production", "SECRET_KEY": "s"})
-    for name in ("DATABASE_URL", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "SVI_CALLER_ID"):
+    for name in ("DATABASE_URL", "TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "PUBLIC_BASE_URL",
+                 "SVI_CALLER_ID"):
         assert name in str(err.value)
     complete = {"SVI_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://x/y",
-                "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://svi.gouv.fr/",
-                "SVI_CALLER_ID": "+33806000156"}
+                "TWILIO_AUTH_TOKEN": "t", "TWILIO_ACCOUNT_SID": "AC" + "0123456789abcdef" * 2,
+                "PUBLIC_BASE_URL": "https://svi.gouv.fr/", "SVI_CALLER_ID": "+33806000156"}
     assert settings.load(str(tmp_path), environ=complete)["PUBLIC_BASE_URL"] == "https://svi.gouv.fr"
+    for wrong in ("AC123", "SK" + "0123456789abcdef" * 2, "AC" + "0123456789ABCDEF" * 2):
+        with pytest.raises(settings.SettingsError, match="TWILIO_ACCOUNT_SID doit être"):
+            settings.load(str(tmp_path), environ=dict(complete, TWILIO_ACCOUNT_SID=wrong))
     with pytest.raises(settings.SettingsError, match="SVI_ALLOW_SIMULATED_TIME"):
         settings.load(str(tmp_path), environ=dict(complete, SVI_ALLOW_SIMULATED_TIME="1"))
     for typo in ("prod", "Production"):  # would silently skip every check above

@@ -403,6 +403,18 @@ def test_tickets_linked_to_an_incident(app, db, clock):
         incidents.link(db, ADMIN, tickets[0], incident)
 
 
+def test_a_ticket_links_only_to_an_incident_of_its_departement_or_of_all(app, db, clock):
+    paris = incidents.create(db, ADMIN, "Panne à Paris", departement_code="75")
+    everywhere = incidents.create(db, ADMIN, "Panne nationale")
+    ticket = _voicemail(db, clock, departement="93")
+    assert incidents.open_incidents(db, for_ticket=ticket) == [everywhere]
+    with pytest.raises(operations.TicketError, match="concerne un autre département"):
+        incidents.link(db, ADMIN, ticket, paris)
+    incidents.link(db, ADMIN, ticket, everywhere)
+    db.commit()
+    assert ticket.incident_id == everywhere.id
+
+
 # --- callers' data -----------------------------------------------------------------------------
 
 def test_purge_forgets_the_callers_of_old_tickets(app, db, clock):
@@ -452,7 +464,7 @@ def test_ticket_settings_are_read_and_checked():
     assert (loaded["TICKETS_SLA_MINUTES"], loaded["TICKETS_AUTO_CLOSE_DAYS"]) == (90, 10)
     assert settings.load("/tmp", environ={})["TICKETS_AUTO_CLOSE_DAYS"] == 7
     for bad in ("0", "-3"):
-        with pytest.raises(settings.SettingsError, match="TICKETS_AUTO_CLOSE_DAYS doit valoir au moins 1"):
+        with pytest.raises(settings.SettingsError, match="TICKETS_AUTO_CLOSE_DAYS doit valoir entre 1 et 365"):
             settings.load("/tmp", environ={"TICKETS_AUTO_CLOSE_DAYS": bad})
     with pytest.raises(settings.SettingsError, match="nombre entier"):
         settings.load("/tmp", environ={"TICKETS_SLA_MINUTES": "une heure"})

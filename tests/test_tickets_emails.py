@@ -369,3 +369,38 @@ def test_a_digest_that_could_not_be_sent_is_sent_by_the_next_run(mail_app, db, c
     mail_app.config["SMTP_PORT"] = port
     assert jobs.tickets_digest(mail_app).status == "done"
     assert len(inbox.envelopes) == 1
+
+
+class PickyInbox(Inbox):
+    """An SMTP server that refuses one mailbox and accepts the others."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("ref.b@"):
+            return "550 5.1.1 boîte inconnue"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_recipients_refused_by_the_smtp_server_show_in_the_ticket_history(app, db, clock,
+                                                                           tmp_path):
+    picky = PickyInbox()
+    controller = Controller(picky, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port,
+                          MAIL_OUTBOX_DIR=str(tmp_path / "outbox"))
+        _referents(db)
+        call = factories.call(db, departement="93")
+        ticket = operations.from_callback(db, call, "+33612345678")
+        db.commit()
+        assert emails.drain(app)
+    finally:
+        emails.drain(app)
+        controller.stop()
+    [envelope] = picky.envelopes
+    assert envelope.rcpt_tos == ["ref.a@example.gouv.fr"]
+    db.expire_all()
+    [sent] = _email_events(db, ticket)
+    assert sent.data["sent"] is True and sent.data["refused"] == ["ref.b@example.gouv.fr"]
+    assert sent.text == ("Courriel « nouvelle demande de rappel » envoyé à 1 destinataire. "
+                         "Refusé par le serveur de messagerie pour : ref.b@example.gouv.fr.")

@@ -206,6 +206,7 @@ def test_setup_creates_the_first_admin_once(app, db):
 def test_production_cookies_are_secure(tmp_path, database_urls):
     application = create_app({"SVI_ENV": "production", "DATABASE_URL": database_urls("sqlite"),
                               "SECRET_KEY": "s", "TWILIO_AUTH_TOKEN": "t",
+                              "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
                               "PUBLIC_BASE_URL": "https://svi.example.gouv.fr",
                               "SVI_CALLER_ID": "+33806000156"})
     assert application.config["SESSION_COOKIE_SECURE"] is True

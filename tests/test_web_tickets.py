@@ -312,6 +312,12 @@ def test_incidents_and_their_phone_message(app, db, clock, national, ref93):
     tpage = f"/tickets/{ticket.number}"
     assert _post(ref93, f"{tpage}/incident", {"incident": str(incident.id)}, tpage).status_code == 302
     assert _reload(db, ticket).incident_id == incident.id
+    # An incident of another département is neither offered nor accepted by its id.
+    response = _post(national, url, {"titre": "Panne à Paris", "departement": "75"}, url)
+    paris = db.scalars(select(Incident).where(Incident.departement_code == "75")).one()
+    assert f'value="{paris.id}"' not in ref93.get(tpage).get_data(as_text=True)
+    response = _post(ref93, f"{tpage}/incident", {"incident": str(paris.id)}, tpage)
+    assert response.status_code == 400 and _reload(db, ticket).incident_id == incident.id
     assert ticket.number in national.get(page).get_data(as_text=True)
     # Withdrawn, then the incident closed.
     assert _post(national, f"{page}/message", {"action": "retirer"}, page).status_code == 302

@@ -333,12 +333,15 @@ def pending(db: Session) -> list[Outgoing]:
     return list(db.info.get(_PENDING, []))
 
 
-def _record_outcome(app: Flask, outgoing: Outgoing, error: str | None) -> None:
+def _record_outcome(app: Flask, outgoing: Outgoing, error: str | None,
+                    refused: list[str] = ()) -> None:
     """Write the send's outcome in the ticket's history, in a transaction of its own."""
     label = template(outgoing.template).label
-    count = len(outgoing.to)
+    count = len(outgoing.to) - len(refused)
     text = (f"Courriel « {label} » envoyé à {count} destinataire{'s' if count > 1 else ''}."
             if error is None else f"Échec de l'envoi du courriel « {label} » : {error}")
+    if refused and error is None:
+        text += f" Refusé par le serveur de messagerie pour : {', '.join(refused)}."
     try:
         with app.extensions["svi.sessionmaker"]() as db:
             ticket = db.get(Ticket, outgoing.ticket_id)
@@ -346,6 +349,7 @@ def _record_outcome(app: Flask, outgoing: Outgoing, error: str | None) -> None:
                 return  # gone meanwhile (a test's database reset, say)
             db.add(_event(ticket, text, {"template": outgoing.template, "to": outgoing.to,
                                          "sent": error is None,
+                                         **({"refused": list(refused)} if refused else {}),
                                          **({"error": error} if error else {})}, app))
             db.commit()
     except Exception:
@@ -354,16 +358,21 @@ def _record_outcome(app: Flask, outgoing: Outgoing, error: str | None) -> None:
 
 
 def deliver(app: Flask, outgoing: Outgoing) -> bool:
-    """Send one message now and record the outcome; True when sent. Never raises."""
+    """Send one message now and record the outcome; True when sent to every recipient.
+    Never raises."""
+    refused: list[str] = []
     try:
-        mail.send(app, to=outgoing.to, subject=outgoing.subject, body=outgoing.body)
+        refused = mail.send(app, to=outgoing.to, subject=outgoing.subject, body=outgoing.body)
         error = None
+        if refused:
+            log.warning("ticket %s : courriel %s refusé pour %d destinataire(s)",
+                        outgoing.ticket_number, outgoing.template, len(refused))
     except Exception as exc:  # MailError, or anything else: the ticket stays, the failure shows
         error = str(exc) if isinstance(exc, mail.MailError) else f"{type(exc).__name__}: {exc}"
         log.warning("ticket %s : courriel %s non envoyé : %s", outgoing.ticket_number,
                     outgoing.template, error)
-    _record_outcome(app, outgoing, error)
-    return error is None
+    _record_outcome(app, outgoing, error, refused)
+    return error is None and not refused
 
 
 class Mailer:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from audit.operations import Actor, record
 from directory.models import Departement
 from tickets.models import Incident, Ticket
-from tickets.operations import TicketError, _event, _touch, checked_text, now_of
+from tickets.operations import TicketError, _event, _lock, _touch, checked_text, now_of
 
 #: Longest message announced to callers (it is read aloud before routing).
 MAX_MESSAGE = 500
@@ -81,9 +81,13 @@ def close(db: Session, actor: Actor, incident: Incident) -> Incident:
 
 
 def link(db: Session, actor: Actor, ticket: Ticket, incident: Incident | None) -> Ticket:
-    """Link a ticket to an incident (None: unlink)."""
+    """Link a ticket to an incident of its own département or of every département (None:
+    unlink)."""
+    _lock(db, ticket)
     if incident is not None and incident.closed_at is not None:
         raise TicketError(f"l'incident n° {incident.id} est clos")
+    if incident is not None and not may_link(ticket, incident):
+        raise TicketError(f"l'incident n° {incident.id} concerne un autre département")
     if ticket.incident_id == (incident.id if incident else None):
         return ticket
     ticket.incident = incident
@@ -181,7 +185,13 @@ def messages_for(messages: dict[str | None, list[str]], code: str | None) -> lis
     return list(messages.get(None, [])) + (list(messages.get(code, [])) if code else [])
 
 
-def open_incidents(db: Session) -> list[Incident]:
-    """Incidents not closed, newest first."""
-    return list(db.scalars(select(Incident).where(Incident.closed_at.is_(None))
-                           .order_by(Incident.created_at.desc(), Incident.id.desc())))
+def open_incidents(db: Session, for_ticket: Ticket | None = None) -> list[Incident]:
+    """Incidents not closed, newest first; those a ticket may be linked to, when given."""
+    found = db.scalars(select(Incident).where(Incident.closed_at.is_(None))
+                       .order_by(Incident.created_at.desc(), Incident.id.desc()))
+    return [i for i in found if for_ticket is None or may_link(for_ticket, i)]
+
+
+def may_link(ticket: Ticket, incident: Incident) -> bool:
+    """An incident of every département, or of the ticket's own."""
+    return incident.departement_code in (None, ticket.departement_code)

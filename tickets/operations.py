@@ -101,13 +101,19 @@ def checked_text(text: str | None, where: str, *, required: bool = True,
     return value
 
 
+#: One mailbox: no comma, space, quote or bracket that would add a recipient or a display name.
+EMAIL = re.compile(r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9-]+(\.[a-z0-9-]+)+")
+
+
 def _email(address: str | None) -> str | None:
     if address is None or not address.strip():
         return None
-    value = checked_text(address, "adresse du demandeur", limit=254).lower()
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-        raise TicketError(f"adresse du demandeur invalide : « {value} »")
-    return value
+    value = checked_text(address, "adresse du demandeur", limit=254)
+    lowered = value.lower()
+    if len(lowered) > 254 or not EMAIL.fullmatch(lowered):
+        raise TicketError(f"adresse du demandeur invalide : « {value[:254]} » (une seule adresse, "
+                          "sans espace ni accent, par exemple prenom.nom@example.gouv.fr)")
+    return lowered
 
 
 def _event(db: Session, ticket: Ticket, actor: Actor, kind: str, text: str = "",
@@ -121,6 +127,16 @@ def _event(db: Session, ticket: Ticket, actor: Actor, kind: str, text: str = "",
 
 def _touch(db: Session, ticket: Ticket) -> None:
     ticket.updated_at = now_of(db)
+
+
+def _lock(db: Session, ticket: Ticket) -> None:
+    """Serialize the changes of `ticket`: a no-op update takes its row lock on PostgreSQL and
+    the write lock on SQLite, then the ticket is read again. Two people (or a person and the
+    auto-closure) acting at once are applied one after the other, the second on the current
+    ticket: it is refused if the first one changed what it relied on."""
+    db.execute(update(Ticket).where(Ticket.id == ticket.id)
+               .values(updated_at=Ticket.updated_at).execution_options(synchronize_session=False))
+    db.refresh(ticket)
 
 
 def departement_label(db: Session, code: str | None) -> str:
@@ -373,6 +389,7 @@ def _acknowledge(db: Session, ticket: Ticket) -> None:
 def set_requester(db: Session, actor: Actor, ticket: Ticket, address: str | None) -> None:
     """Record the requester's email (the acknowledgement leaves at once)."""
     value = _email(address)
+    _lock(db, ticket)
     if value == ticket.requester_email:
         return
     ticket.requester_email = value
@@ -394,6 +411,7 @@ def _check_handle(user, ticket: Ticket) -> None:
 def take(db: Session, actor: Actor, ticket: Ticket, user: User, *, by: User | None = None) -> Ticket:
     """Assign the ticket to `user` and put it « en cours » (taken into account: `taken_at`).
     `by`, when given, is checked (may they handle it?)."""
+    _lock(db, ticket)
     _check_handle(by, ticket)
     if ticket.status in (TicketStatus.resolved, TicketStatus.closed):
         raise TicketError(f"le ticket {ticket.number} est {ticket.status.value} : "
@@ -428,6 +446,7 @@ def _status(db: Session, actor: Actor, ticket: Ticket, status: TicketStatus, now
 def set_status(db: Session, actor: Actor, ticket: Ticket, status: TicketStatus, *,
                by: User | None = None) -> Ticket:
     """Move the ticket along the workflow (TRANSITIONS), or TicketError."""
+    _lock(db, ticket)
     _check_handle(by, ticket)
     if status is TicketStatus.closed:
         raise TicketError("pour clore un ticket, choisissez un statut de clôture")
@@ -446,6 +465,7 @@ def set_status(db: Session, actor: Actor, ticket: Ticket, status: TicketStatus, 
 def comment(db: Session, actor: Actor, ticket: Ticket, text: str, *,
             by: User | None = None) -> TicketEvent:
     """Add a comment (never edited nor deleted afterwards)."""
+    _lock(db, ticket)
     _check_handle(by, ticket)
     value = checked_text(text, "commentaire")
     entry = _event(db, ticket, actor, "comment", value)
@@ -458,6 +478,7 @@ def escalate(db: Session, actor: Actor, user: User, ticket: Ticket, description:
     """Hand the ticket to the national team with a reformulated description: only an active
     referent of its département, or an admin (else TicketForbidden). The ticket's solicitation
     row is marked escalated; a confirmation goes to `user`, a notification to the team."""
+    _lock(db, ticket)
     if not may_escalate(user, ticket):
         raise TicketForbidden("seuls les référents du département et les administrateurs "
                               "peuvent escalader ce ticket vers l'équipe nationale")
@@ -484,6 +505,7 @@ def close(db: Session, actor: Actor, ticket: Ticket, closure_status: ClosureStat
           by: User | None = None, text: str | None = None) -> Ticket:
     """Close the ticket with a closure status; the requester is told. Closed by the referent:
     its solicitation row is marked resolved at the first level (by the national team: not)."""
+    _lock(db, ticket)
     _check_handle(by, ticket)
     if ticket.status is TicketStatus.closed:
         raise TicketError(f"le ticket {ticket.number} est déjà clos")
@@ -492,6 +514,11 @@ def close(db: Session, actor: Actor, ticket: Ticket, closure_status: ClosureStat
     if by is not None and closure_status is ClosureStatus.by_national and \
             not permissions.has_role(by, Role.national, Role.admin):
         raise TicketForbidden("seule l'équipe nationale clôt un ticket « par l'équipe nationale »")
+    if by is not None and closure_status is ClosureStatus.by_referent and \
+            not may_escalate(by, ticket):
+        # The row would say « resolved at the first level » on another's behalf.
+        raise TicketForbidden("seuls les référents du département (et les administrateurs) "
+                              "clôturent un ticket « par le référent »")
     note = checked_text(text, "commentaire de clôture", required=False) if text else ""
     _close(db, actor, ticket, closure_status, now_of(db), note)
     db.flush()
@@ -528,11 +555,15 @@ def auto_close(db: Session, now: datetime, days: int) -> int:
     tickets = db.scalars(select(Ticket).where(Ticket.status == TicketStatus.resolved,
                                               Ticket.resolved_at <= limit)
                          .order_by(Ticket.id)).all()
+    closed = 0
     for ticket in tickets:
-        _close(db, AUTO_CLOSE_ACTOR, ticket, ClosureStatus.delay_exceeded, now,
-               f"Résolu depuis le {emails.local_time(ticket.resolved_at)} sans confirmation.")
+        _lock(db, ticket)  # reopened or closed by someone meanwhile: left as it is now
+        if ticket.status is TicketStatus.resolved and ticket.resolved_at <= limit:
+            _close(db, AUTO_CLOSE_ACTOR, ticket, ClosureStatus.delay_exceeded, now,
+                   f"Résolu depuis le {emails.local_time(ticket.resolved_at)} sans confirmation.")
+            closed += 1
     db.flush()
-    return len(tickets)
+    return closed
 
 
 # --- late tickets ------------------------------------------------------------------------------

@@ -152,6 +152,31 @@ def stream(app: Flask, call: Call, *, audio_format: str = "mp3") -> tuple[Iterat
             int(length) if length.isascii() and length.isdigit() else None)
 
 
+#: Largest recording read whole to answer a byte range (a 120 s voicemail is about 1 MB).
+MAX_WHOLE = 32 * 1024 * 1024
+
+
+def read_whole(chunks: Iterator[bytes], length: int | None) -> bytes:
+    """The audio of `stream`'s chunks in one piece, or RecordingError when it is cut short or
+    larger than MAX_WHOLE (the connection to Twilio is closed either way)."""
+    parts, size = [], 0
+    try:
+        if length is not None and length > MAX_WHOLE:
+            raise RecordingError(f"{UNAVAILABLE} : enregistrement trop volumineux")
+        for part in chunks:
+            size += len(part)
+            if size > MAX_WHOLE:
+                raise RecordingError(f"{UNAVAILABLE} : enregistrement trop volumineux")
+            parts.append(part)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if length is not None and size != length:
+        raise RecordingError(f"{UNAVAILABLE} : lecture interrompue")
+    return b"".join(parts)
+
+
 def _chunks(response: requests.Response, ref: RecordingRef, call_id: int) -> Iterator[bytes]:
     try:
         yield from response.iter_content(CHUNK)

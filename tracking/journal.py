@@ -66,9 +66,11 @@ class Journal:
         if self._file is None or self._pid != os.getpid():  # first use, or a forked worker
             if self._pid != os.getpid():
                 self._pending.clear()  # the parent's entries are the parent's to replay
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # Records hold personal data (a caller's hash, say): the service's user only.
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = self.folder / f"{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-            self._file = open(path, "a+b")
+            self._file = os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600),
+                                   "a+b")
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._pid, self.path = os.getpid(), path
         return self._file
@@ -138,7 +140,8 @@ class Journal:
                 except Exception:
                     log.exception("journal : enregistrement %s impossible à appliquer, mis de "
                                   "côté dans %s", batch[0]["id"], self.folder / REJECTED)
-                    with open(self.folder / REJECTED, "a", encoding="utf-8") as f:
+                    with open(os.open(self.folder / REJECTED, os.O_WRONLY | os.O_APPEND
+                                      | os.O_CREAT, 0o600), "a", encoding="utf-8") as f:
                         f.write(json.dumps(batch[0], ensure_ascii=False) + "\n")
             with self._lock:
                 for _ in batch:

@@ -291,8 +291,29 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime,
     # Tickets last: they link the call's solicitation row, synchronized just above.
     if track.get("recording_url") and call.recording_url is not None:
         tickets.from_voicemail(db, call, at=at)
-    if track.get("callback_number"):
-        request_callback(db, call, track["callback_number"], at=at)
+    number = _callback_number(db, track)
+    if number:
+        request_callback(db, call, number, at=at)
+
+
+def _callback_number(db: Session, track: dict) -> str | None:
+    """The number a caller confirmed, sealed in the record (a journal on disk never holds it in
+    clear); in clear in records journaled before it was sealed."""
+    if track.get("callback_sealed"):
+        from flask import current_app
+
+        from ivr.state import unseal
+        app = db.info.get("svi.app") or current_app
+        return unseal(track["callback_sealed"], app.config["CALLER_HASH_KEY"])
+    return track.get("callback_number")
+
+
+def _facts_are_latest(db: Session, call: Call, at: datetime) -> bool:
+    """True when no step event of the call newer than `at` holds the département and
+    thématique its webhook's flow was in. Only asked of a webhook applied after a newer one."""
+    later = db.scalars(select(CallEvent.data).where(
+        CallEvent.call_id == call.id, CallEvent.kind == "step", CallEvent.at > at))
+    return not any(FACTS in (data or {}) for data in later)
 
 
 def record_voicemail(db: Session, call: Call, url: str, seconds: int | None) -> None:

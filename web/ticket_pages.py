@@ -162,10 +162,13 @@ class CloseForm(Form):
     note = TextAreaField("Commentaire de clôture (facultatif)", render_kw={"rows": 2},
                          validators=[Optional(), Length(max=operations.MAX_TEXT)])
 
-    def setup(self, user) -> CloseForm:
+    def setup(self, user, ticket: Ticket) -> CloseForm:
         national = permissions.has_role(user, Role.national, Role.admin)
-        self.cloture.choices = _choices((c.name, c.value.capitalize()) for c in CLOSURES
-                                        if national or c is not ClosureStatus.by_national)
+        referent = operations.may_escalate(user, ticket)  # the département's referents, admins
+        self.cloture.choices = _choices(
+            (c.name, c.value.capitalize()) for c in CLOSURES
+            if (national or c is not ClosureStatus.by_national)
+            and (referent or c is not ClosureStatus.by_referent))
         return self
 
 
@@ -173,7 +176,7 @@ class LinkForm(Form):
     incident = SelectField("Incident", validators=[Optional()])
 
     def setup(self, ticket: Ticket) -> LinkForm:
-        found = incidents.open_incidents(db.session())
+        found = incidents.open_incidents(db.session(), for_ticket=ticket)
         if ticket.incident is not None and ticket.incident not in found:
             found.append(ticket.incident)
         self.incident.choices = _choices([("", "Aucun")] + [
@@ -296,7 +299,7 @@ def _detail_page(ticket: Ticket, status: int = 200, **forms):
         "status_form": StatusForm(formdata=None).setup(ticket),
         "comment_form": CommentForm(formdata=None),
         "escalate_form": EscalateForm(formdata=None),
-        "close_form": CloseForm(formdata=None).setup(user),
+        "close_form": CloseForm(formdata=None).setup(user, ticket),
         "link_form": LinkForm(formdata=None, incident=str(ticket.incident_id or "")).setup(ticket),
     }
     defaults.update(forms)
@@ -356,24 +359,33 @@ def take(number: str):
     return _done(ticket, f"Vous avez pris en charge le ticket {ticket.number}.")
 
 
+def _apply(ticket: Ticket, form_key: str, form, action, done: str, field=None):
+    """Validate a ticket page's form, run the operation, answer: the page again with the error
+    on its field (nothing kept), 403 when refused to this user, or the ticket with `done`.
+    `field` names the field an operation's refusal is shown on (default: the form's first)."""
+    if not form.validate_on_submit():
+        return _detail_page(ticket, 400, **{form_key: form})
+    try:
+        action()
+    except operations.TicketForbidden as exc:
+        abort(403, description=str(exc))
+    except operations.TicketError as exc:
+        db.rollback()
+        target = field(exc) if field else next(f for f in form if f.name != "csrf_token")
+        target.errors = [str(exc)]
+        return _detail_page(ticket, 400, **{form_key: form})
+    return _done(ticket, done() if callable(done) else done)
+
+
 @bp.post("/<number>/statut")
 @policy.allow(policy.logged_in)
 def set_status(number: str):
     """Move the ticket along its workflow."""
     ticket = _handled_or_abort(number)
     form = StatusForm().setup(ticket)
-    if not form.validate_on_submit():
-        return _detail_page(ticket, 400, status_form=form)
-    try:
-        operations.set_status(db.session(), _actor(), ticket, TicketStatus[form.statut.data],
-                              by=current_user)
-    except operations.TicketForbidden as exc:
-        abort(403, description=str(exc))
-    except operations.TicketError as exc:
-        db.rollback()
-        form.statut.errors = [str(exc)]
-        return _detail_page(ticket, 400, status_form=form)
-    return _done(ticket, f"Statut du ticket : {ticket.status.value}.")
+    return _apply(ticket, "status_form", form, lambda: operations.set_status(
+        db.session(), _actor(), ticket, TicketStatus[form.statut.data], by=current_user),
+        lambda: f"Statut du ticket : {ticket.status.value}.")
 
 
 @bp.post("/<number>/commentaires")
@@ -382,18 +394,9 @@ def comment(number: str):
     """Add a comment to the history (never edited nor deleted)."""
     ticket = _handled_or_abort(number)
     form = CommentForm()
-    if not form.validate_on_submit():
-        return _detail_page(ticket, 400, comment_form=form)
-    try:
-        operations.comment(db.session(), _actor(), ticket, form.commentaire.data,
-                           by=current_user)
-    except operations.TicketForbidden as exc:
-        abort(403, description=str(exc))
-    except operations.TicketError as exc:
-        db.rollback()
-        form.commentaire.errors = [str(exc)]
-        return _detail_page(ticket, 400, comment_form=form)
-    return _done(ticket, "Commentaire ajouté.")
+    return _apply(ticket, "comment_form", form, lambda: operations.comment(
+        db.session(), _actor(), ticket, form.commentaire.data, by=current_user),
+        "Commentaire ajouté.")
 
 
 @bp.post("/<number>/escalader")
@@ -406,18 +409,10 @@ def escalate(number: str):
         abort(403, description="seuls les référents du département et les administrateurs "
                                "peuvent escalader ce ticket")
     form = EscalateForm()
-    if not form.validate_on_submit():
-        return _detail_page(ticket, 400, escalate_form=form)
-    try:
-        operations.escalate(db.session(), _actor(), current_user, ticket, form.description.data)
-    except operations.TicketForbidden as exc:
-        abort(403, description=str(exc))
-    except operations.TicketError as exc:
-        db.rollback()
-        form.description.errors = [str(exc)]
-        return _detail_page(ticket, 400, escalate_form=form)
-    return _done(ticket, f"Ticket {ticket.number} transmis à l'équipe nationale ; une "
-                         "confirmation vous est envoyée par courriel.")
+    return _apply(ticket, "escalate_form", form, lambda: operations.escalate(
+        db.session(), _actor(), current_user, ticket, form.description.data),
+        f"Ticket {ticket.number} transmis à l'équipe nationale ; une confirmation vous est "
+        "envoyée par courriel.")
 
 
 @bp.post("/<number>/clore")
@@ -425,20 +420,12 @@ def escalate(number: str):
 def close(number: str):
     """Close the ticket with a closure status."""
     ticket = _handled_or_abort(number)
-    form = CloseForm().setup(current_user)
-    if not form.validate_on_submit():
-        return _detail_page(ticket, 400, close_form=form)
-    try:
-        operations.close(db.session(), _actor(), ticket, ClosureStatus[form.cloture.data],
-                         by=current_user, text=form.note.data or None)
-    except operations.TicketForbidden as exc:
-        abort(403, description=str(exc))
-    except operations.TicketError as exc:
-        db.rollback()
-        target = form.note if "commentaire" in str(exc) else form.cloture
-        target.errors = [str(exc)]
-        return _detail_page(ticket, 400, close_form=form)
-    return _done(ticket, f"Ticket {ticket.number} clos ({ticket.closure_status.value}).")
+    form = CloseForm().setup(current_user, ticket)
+    return _apply(ticket, "close_form", form, lambda: operations.close(
+        db.session(), _actor(), ticket, ClosureStatus[form.cloture.data], by=current_user,
+        text=form.note.data or None),
+        lambda: f"Ticket {ticket.number} clos ({ticket.closure_status.value}).",
+        field=lambda exc: form.note if "commentaire" in str(exc) else form.cloture)
 
 
 @bp.post("/<number>/incident")
@@ -447,17 +434,13 @@ def link_incident(number: str):
     """Link the ticket to an open incident, or detach it."""
     ticket = _handled_or_abort(number)
     form = LinkForm().setup(ticket)
-    if not form.validate_on_submit():
-        return _detail_page(ticket, 400, link_form=form)
-    incident = db.session().get(Incident, int(form.incident.data)) if form.incident.data else None
-    try:
-        incidents.link(db.session(), _actor(), ticket, incident)
-    except operations.TicketError as exc:
-        db.rollback()
-        form.incident.errors = [str(exc)]
-        return _detail_page(ticket, 400, link_form=form)
-    return _done(ticket, f"Ticket rattaché à l'incident n° {incident.id}." if incident
-                 else "Ticket détaché de son incident.")
+
+    def incident() -> Incident | None:
+        return db.session().get(Incident, int(form.incident.data)) if form.incident.data else None
+    return _apply(ticket, "link_form", form,
+                  lambda: incidents.link(db.session(), _actor(), ticket, incident()),
+                  lambda: (f"Ticket rattaché à l'incident n° {ticket.incident_id}."
+                           if ticket.incident_id else "Ticket détaché de son incident."))
 
 
 @bp.get("/<number>/enregistrement")
@@ -475,9 +458,23 @@ def recording(number: str):
         return render_template("errors/error.html", status=502,
                                title="Enregistrement indisponible",
                                description=f"{str(exc)[0].upper()}{str(exc)[1:]}."), 502
-    response = Response(chunks, mimetype=content_type, direct_passthrough=True)
-    if length is not None:
-        response.content_length = length
+    if request.range is not None:
+        # A player asking for bytes (Safari plays only from 206 answers; seeking everywhere):
+        # the recording is read whole — a voicemail is short, and the size is capped — then
+        # sliced by Werkzeug (206 with Content-Range, 416 for a range off the end).
+        try:
+            audio = recordings.read_whole(chunks, length)
+        except recordings.RecordingError as exc:
+            return render_template("errors/error.html", status=502,
+                                   title="Enregistrement indisponible",
+                                   description=f"{str(exc)[0].upper()}{str(exc)[1:]}."), 502
+        response = Response(audio, mimetype=content_type)
+        response.make_conditional(request, accept_ranges=True, complete_length=len(audio))
+    else:
+        response = Response(chunks, mimetype=content_type, direct_passthrough=True)
+        if length is not None:
+            response.content_length = length
+        response.headers["Accept-Ranges"] = "bytes"
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Disposition"] = f'inline; filename="{ticket.number}.mp3"'
     return response
