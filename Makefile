@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt 
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 
-.PHONY: install run test test-browser screenshots bench bench-calls bench-workbook bench-web bench-tracking system-deps clean
+.PHONY: install run serve test test-browser screenshots bench bench-calls bench-workbook bench-web bench-tracking soak system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ run: install
 	echo "Interface web : http://$(HOST):$(PORT)/ (premier compte : voir « premier compte administrateur » ci-dessus)"; \
 	SVI_ALLOW_SIMULATED_TIME=$${SVI_ALLOW_SIMULATED_TIME:-1} \
 	  $(VENV)/bin/flask --app app run --host $(HOST) --port $(PORT)
+
+# The production server: migrations and first-run data (no demo lines), the scheduler, and
+# gunicorn with deploy/gunicorn.conf.py (workers, timeouts, proxies, metrics: deploy/README.md)
+# on HOST:PORT, with the settings of the environment (DATABASE_URL, empty: instance/svi.sqlite3).
+serve: install
+	$(VENV)/bin/flask --app app setup --no-demo
+	$(VENV)/bin/flask --app app scheduler & scheduler=$$!; \
+	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler' EXIT; trap 'exit 130' INT TERM; \
+	WEB_BIND=$${WEB_BIND:-$(HOST):$(PORT)} $(VENV)/bin/gunicorn --config deploy/gunicorn.conf.py
 
 test: install system-deps
 	$(VENV)/bin/python -m pytest
@@ -72,6 +81,13 @@ bench-tracking: install
 
 bench-workbook: install
 	$(VENV)/bin/python -m bench --workbook-only
+
+# Two app instances (deploy/gunicorn.conf.py, 2 workers each) + the scheduler on one throwaway
+# PostgreSQL: steady calls and web pages for SOAK_SECONDS (default 600); no 5xx, no call lost,
+# workers' memory flat. Not part of `make test`. Report: bench/results/soak.md.
+soak: install
+	@bash scripts/system-deps.sh
+	$(VENV)/bin/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

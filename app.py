@@ -15,11 +15,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"),
                 static_folder="web/static", template_folder="web/templates")
     app.config.update(settings.load(app.instance_path, overrides=test_config))
-    logging.basicConfig(level=app.config["LOG_LEVEL"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core import logs
+    logs.configure(app.config)  # LOG_FORMAT: JSON lines in production, text in development
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from core import db
+    from core.request import Request
     from core.sessions import CookieSessions
+    app.request_class = Request  # Twilio's form bodies parsed in one pass
     app.session_interface = CookieSessions()
     app.config.setdefault("CLOCK", db.utcnow)
     db.init_app(app)
@@ -31,6 +33,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from callflows import definition
     app.extensions["svi.flow"] = definition.load(app.config["SVI_FLOW_FILE"] or None)
+    from core import observability, proxy
+    proxy.init_app(app)  # X-Forwarded-* honoured from TRUSTED_PROXIES only
+    observability.init_app(app)  # access log, metrics, /readyz and /metrics
 
     from ivr.blueprint import bp as ivr_bp
     app.register_blueprint(ivr_bp)
@@ -72,4 +77,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     accounts_cli.init_app(app)
     import tickets
     tickets.init_app(app)
+    from tracking import journal
+    journal.init_app(app)  # last: replays dead processes' call journals (a thread, if any)
+    from core.request import remember_sync_functions
+    remember_sync_functions(app)  # once every hook and view is registered
     return app

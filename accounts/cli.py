@@ -76,7 +76,7 @@ def init_app(app: Flask) -> None:
                     password=None if no_password else _password(password))
             except operations.AccountError as exc:
                 raise click.ClickException(str(exc)) from None
-            click.echo(f"compte créé : {user.email} ({user.role.value})")
+            click.echo(f"compte créé : {user.email} ({user.role_label})")
 
     @users_group.command("list")
     def list_():
@@ -85,7 +85,7 @@ def init_app(app: Flask) -> None:
         for user in session.scalars(select(User).order_by(User.email)):
             depts = ",".join(sorted(user.departement_codes))
             state = "actif" if user.active else "désactivé"
-            click.echo(f"{user.email}\t{user.role.value}\t{depts or '-'}\t{state}")
+            click.echo(f"{user.email}\t{user.role_label}\t{depts or '-'}\t{state}")
 
     @users_group.command("disable")
     @click.argument("email")
@@ -122,7 +122,7 @@ def init_app(app: Flask) -> None:
                 operations.grant(session, Actor.cli(), user, _ROLES[role], _codes(departements))
             except operations.AccountError as exc:
                 raise click.ClickException(str(exc)) from None
-            click.echo(f"{user.email} : {user.role.value} "
+            click.echo(f"{user.email} : {user.role_label} "
                        f"{','.join(sorted(user.departement_codes))}".rstrip())
 
     @app.cli.group("tokens")

@@ -6,7 +6,7 @@ import enum
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, Enum, ForeignKey, Integer, String, Table
+from sqlalchemy import Boolean, Column, Enum, ForeignKey, Index, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -30,16 +30,21 @@ user_departements = Table(
 
 
 class User(Base):
-    """A person who logs in to the web interface."""
+    """A person who logs in to the web interface: with a password, by single sign-on (OpenID
+    Connect), or both."""
 
     __tablename__ = "users"
+    #: One account per identity at the provider (issuer + subject).
+    __table_args__ = (Index("ix_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Login, always lower case; unique.
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(120), default="")
-    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20,
-                                            validate_strings=True))
+    #: None for an account created by single sign-on until an admin grants it a role: it then
+    #: reaches nothing but the page saying so.
+    role: Mapped[Role | None] = mapped_column(Enum(Role, native_enum=False, length=20,
+                                                   validate_strings=True))
     #: Argon2id hash; None until a password is set (the account cannot log in).
     password_hash: Mapped[str | None] = mapped_column(String(200))
     #: A disabled account cannot log in, and its open sessions end at their next request.
@@ -48,6 +53,9 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Moved on by a logout: every session opened before it ends (cookies cannot be recalled).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The OpenID Connect identity this account logs in with (accounts/oidc.py), if any.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(300))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
 
     departements: Mapped[list["Departement"]] = relationship(  # noqa: F821
         secondary=user_departements, order_by="Departement.code")
@@ -76,6 +84,11 @@ class User(Base):
     def is_active(self) -> bool:
         """Flask-Login's name for `active`."""
         return self.active
+
+    @property
+    def role_label(self) -> str:
+        """The role as people read it; an account without one is waiting for an admin."""
+        return self.role.value if self.role is not None else "sans rôle (en attente)"
 
     @property
     def label(self) -> str:

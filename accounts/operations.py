@@ -26,8 +26,12 @@ class AccountError(ValueError):
 
 def normalize_email(email: str) -> str:
     """The login form of an email address (trimmed, lower case), or AccountError."""
-    email = (email or "").strip().lower()
-    if not _EMAIL.fullmatch(email) or len(email) > 254 or text_policy.forbidden(email):
+    given = (email or "").strip()
+    email = given.lower()
+    # ASCII only: lower-casing « \u212Aamille@… » (the Kelvin sign) gives « kamille@… », another
+    # person's address; international domains are written in their « xn-- » form.
+    if not given.isascii() or not _EMAIL.fullmatch(email) or len(email) > 254 \
+            or text_policy.forbidden(email):
         raise AccountError(f"adresse de courriel invalide : « {email} »")
     return email
 
@@ -57,7 +61,8 @@ def _departements(db: Session, codes) -> list[Departement]:
 
 
 def _snapshot(user: User) -> dict:
-    return {"courriel": user.email, "nom": user.name, "rôle": user.role.value,
+    return {"courriel": user.email, "nom": user.name,
+            "rôle": user.role.value if user.role is not None else None,
             "départements": ", ".join(sorted(user.departement_codes)) or None,
             "actif": user.active}
 

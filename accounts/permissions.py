@@ -10,8 +10,16 @@ from accounts.models import Role
 
 
 def is_active(user) -> bool:
-    """A logged-in, enabled account."""
-    return user is not None and bool(getattr(user, "active", False))
+    """A logged-in, enabled account that holds a role (one created by single sign-on has none
+    until an admin grants it: it reaches nothing)."""
+    return (user is not None and bool(getattr(user, "active", False))
+            and getattr(user, "role", None) is not None)
+
+
+def awaits_role(user) -> bool:
+    """A logged-in, enabled account without a role yet (single sign-on, before an admin acts)."""
+    return (user is not None and bool(getattr(user, "active", False))
+            and getattr(user, "role", None) is None)
 
 
 def has_role(user, *roles: Role) -> bool:

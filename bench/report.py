@@ -56,18 +56,55 @@ def machine() -> dict[str, str]:
     }
 
 
-COLUMNS = ("Server", "Requests/s", "p50 (ms)", "p90 (ms)", "p99 (ms)", "Max (ms)", "Non-200",
-           "Socket errors", "Server CPU", "wrk CPU", "Other CPU", "Calls logged")
+COLUMNS = ("Server", "Requests/s", "× ceiling", "× bare", "p50 (ms)", "p90 (ms)", "p99 (ms)",
+           "Max (ms)", "CPU/request (ms)", "× ceiling (CPU)", "Non-200", "Socket errors",
+           "Server CPU", "wrk CPU", "Other CPU", "Calls logged")
 
 
-def row(name: str, r: dict) -> tuple[str, ...]:
-    """One table row from a wrk result."""
+def median(values: list[float]) -> float:
+    """The median (nan for no value)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def median_run(runs: list[dict]) -> dict:
+    """One server's rounds as one: the median of each figure, the sum of errors."""
+    if len(runs) == 1:
+        return runs[0]
+    summed = ("requests", "non200", "connect_errors", "read_errors", "write_errors", "timeouts",
+              "calls_logged")
+    merged = {}
+    for name, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[name] for r in runs]
+            merged[name] = sum(values) if name in summed else median(values)
+        else:
+            merged[name] = value
+    return merged
+
+
+def cpu_ms(r: dict) -> float:
+    """Server CPU time per request, in milliseconds."""
+    return r["server_cpu"] / r["rps"] * 1000 if r["rps"] else float("nan")
+
+
+def _ratio(value: float) -> str:
+    return "—" if value != value else f"{value:.2f}"  # nan: not measured
+
+
+def row(name: str, r: dict, to_ceiling: float = float("nan"), to_bare: float = float("nan"),
+        cpu_to_ceiling: float = float("nan")) -> tuple[str, ...]:
+    """One table row from a wrk result and its ratios (nan: not measured)."""
     sockets = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
     logged = "—" if "calls_logged" not in r else f"{r['calls_logged']} / {r['requests']}"
-    return (name, f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.1f}", f"{r['p90_us'] / 1000:.1f}",
-            f"{r['p99_us'] / 1000:.1f}", f"{r['max_us'] / 1000:.1f}", str(r["non200"]),
-            str(sockets), f"{r['server_cpu']:.2f} cores", f"{r['wrk_cpu']:.2f} cores",
-            f"{r['other_cpu']:.2f} cores", logged)
+    return (name, f"{r['rps']:.0f}", _ratio(to_ceiling), _ratio(to_bare),
+            f"{r['p50_us'] / 1000:.1f}", f"{r['p90_us'] / 1000:.1f}",
+            f"{r['p99_us'] / 1000:.1f}", f"{r['max_us'] / 1000:.1f}", f"{cpu_ms(r):.2f}",
+            _ratio(cpu_to_ceiling), str(r["non200"]), str(sockets), f"{r['server_cpu']:.2f} cores",
+            f"{r['wrk_cpu']:.2f} cores", f"{r['other_cpu']:.2f} cores", logged)
 
 
 def text_table(rows: list[tuple[str, ...]]) -> str:

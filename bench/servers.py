@@ -68,6 +68,15 @@ def app_env(database_url: str) -> dict[str, str]:
     return env
 
 
+def production_observability(env: dict[str, str], metrics: Path) -> dict[str, str]:
+    """`env` with the app's production logs and metrics: one JSON access line per request at
+    INFO (to the server's log file), Prometheus in multi-process mode in `metrics`, as
+    deploy/gunicorn.conf.py runs them."""
+    metrics.mkdir(parents=True, exist_ok=True)
+    return env | {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json",
+                  "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+
+
 def setup_database(database_url: str) -> None:
     """Migrate and seed a fresh database with `flask --app app setup`."""
     run = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "setup"], cwd=ROOT,
@@ -198,7 +207,8 @@ class Gunicorn:
     def logged_errors(self) -> int:
         """Lines of the server log at ERROR level or above (app or gunicorn), and tracebacks."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        marks = (" ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]", "Traceback")
+        marks = (" ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]", "Traceback",
+                 '"level":"ERROR"', '"level":"CRITICAL"')  # the app's JSON lines
         return sum(1 for line in text.splitlines() if any(m in line for m in marks))
 
     def stop(self) -> None:

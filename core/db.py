@@ -67,6 +67,18 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect):
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        process_bind_param = self.process_bind_param
+
+        def process(value):
+            # The text SQLAlchemy's SQLite DATETIME writes ("2026-12-21 09:00:00.000000"), from
+            # one C call instead of a format of seven fields: a new call writes four instants.
+            value = process_bind_param(value, dialect)
+            return None if value is None else value.isoformat(" ", "microseconds")
+        return process
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None
@@ -83,8 +95,8 @@ LOCK_WAIT = 15
 #: Longest wait for a lock or a statement on the voice path: Twilio waits 15 s in all for an
 #: answer, and a webhook may run two or three statements; past it, the write is journaled.
 VOICE_LOCK_WAIT = 1.5
-#: SQLite memory map of the voice path's kept connections: their reads then copy no page. Only
-#: there: mapped pages count as resident memory, which a long export would pay for nothing.
+#: The SQLite memory map the voice path's kept connections used to have (no longer: see
+#: `open_hot_connection`); bench/workbook.py still measures an export with it.
 HOT_MMAP_BYTES = 256 * 1024 * 1024
 
 
@@ -250,20 +262,30 @@ class RawStatement:
                 processors[name] = processor
             if not bind.required:  # a literal of the statement, e.g. LIMIT 1
                 defaults[name] = bind.effective_value
-        prepared = (compiled.string, compiled.positiontup, processors, defaults)
+        # Positional parameter style (SQLite): each parameter in order, with its processor.
+        order = compiled.positiontup
+        plan = [(name, processors.get(name)) for name in order] if order else None
+        prepared = (compiled.string, plan, processors, defaults)
         self._compiled[dialect.name] = prepared
         return prepared
 
     def execute(self, connection: "RawConnection", params: dict):
-        """Run with named `params`; returns the DBAPI cursor."""
-        sql, order, processors, defaults = (self._compiled.get(connection.dialect.name)
-                                            or self._compile(connection.dialect))
-        params = {**defaults, **params}
-        for name, processor in processors.items():
-            if name in params:
-                params[name] = processor(params[name])
-        cursor = connection.dbapi.cursor()
-        cursor.execute(sql, [params[name] for name in order] if order else params)
+        """Run with named `params` (names it does not use are ignored); returns the cursor,
+        the connection's own (see `RawConnection`)."""
+        sql, plan, processors, defaults = (self._compiled.get(connection.dialect.name)
+                                           or self._compile(connection.dialect))
+        if defaults:
+            params = {**defaults, **params}
+        if plan is not None:
+            args = [params[name] if processor is None else processor(params[name])
+                    for name, processor in plan]
+        else:
+            args = {**params}
+            for name, processor in processors.items():
+                if name in args:
+                    args[name] = processor(args[name])
+        cursor = connection.cursor
+        cursor.execute(sql, args)
         return cursor
 
     def scalar(self, connection: "RawConnection", params: dict):
@@ -273,15 +295,29 @@ class RawStatement:
 
 
 class RawConnection:
-    """A DBAPI connection in autocommit mode with its dialect, for `RawStatement`s."""
+    """A DBAPI connection in autocommit mode with its dialect, for `RawStatement`s.
+
+    Its statements run on one cursor kept with it: creating a cursor per statement costs the
+    voice path more than some of its statements do. A statement's rows are read before the
+    next one runs."""
 
     def __init__(self, dbapi, dialect):
         self.dbapi, self.dialect = dbapi, dialect
+        self.cursor = dbapi.cursor()
+        self._prepared: set[tuple[str, ...]] = set()
+
+    def prepare(self, statements: tuple[str, ...]) -> None:
+        """Run these statements once on this connection (objects of its own, such as TEMP
+        views and triggers), before its first use of them."""
+        if statements not in self._prepared:
+            for sql in statements:
+                self.cursor.execute(sql)
+            self._prepared.add(statements)
 
     @contextmanager
     def transaction(self):
         """Statements inside are committed together, or not at all."""
-        cursor = self.dbapi.cursor()
+        cursor = self.cursor
         # SQLite: take the write lock now, within the busy timeout, rather than fail on upgrade.
         cursor.execute("BEGIN IMMEDIATE" if self.dialect.name == "sqlite" else "BEGIN")
         try:
@@ -292,13 +328,30 @@ class RawConnection:
         cursor.execute("COMMIT")
 
 
+def open_hot_connection(engine: Engine) -> tuple[object, RawConnection]:
+    """A connection taken from `engine`'s pool and detached from it, in autocommit mode: (the
+    pool's record of it, the connection).
+
+    SQLite's pages are read as usual, not memory-mapped: with two workers writing, a memory
+    map cost the incoming call about 0.08 ms of CPU more (8 %; `make bench-calls`, 2026-12-03)."""
+    fairy = engine.raw_connection()
+    fairy.detach()
+    dbapi = fairy.dbapi_connection
+    if engine.dialect.name == "sqlite":
+        dbapi.isolation_level = None
+    else:
+        dbapi.autocommit = True
+    return fairy, RawConnection(dbapi, engine.dialect)
+
+
 def on_hot_connection(work):
     """Run `work(connection)` on this thread's connection for the incoming-call hot path.
 
     The connection is taken from the pool once and detached from it (no checkout, ping or reset
-    per request), in autocommit mode: each read sees the latest committed data and writes use
-    `RawConnection.transaction()`. Any error discards it; when a connection kept from an earlier
-    request turns out to be dead (the database restarted), the work is run once more on a new one.
+    per request), in autocommit mode (`open_hot_connection`): each read sees the latest
+    committed data, and each write is one statement or uses `RawConnection.transaction()`. Any
+    error discards it; when a connection kept from an earlier request turns out to be dead (the
+    database restarted), the work is run once more on a new one.
     """
     app = current_app._get_current_object()
     engine, local = app.extensions["svi.voice_engine"], app.extensions["svi.hot_connections"]
@@ -306,26 +359,22 @@ def on_hot_connection(work):
         held = getattr(local, "held", None)
         fresh = held is None or held[0] != os.getpid()  # first use here, or a forked worker
         if fresh:
-            fairy = engine.raw_connection()
-            fairy.detach()
-            dbapi = fairy.dbapi_connection
-            if engine.dialect.name == "sqlite":
-                dbapi.isolation_level = None
-                dbapi.execute(f"PRAGMA mmap_size={HOT_MMAP_BYTES}")
-            else:
-                dbapi.autocommit = True
-            held = local.held = (os.getpid(), fairy, RawConnection(dbapi, engine.dialect))
+            held = local.held = (os.getpid(), *open_hot_connection(engine))
         try:
             return work(held[2])
         except Exception as exc:
             local.held = None
+            dbapi_error = engine.dialect.loaded_dbapi.Error
+            disconnected = (isinstance(exc, dbapi_error)
+                            and engine.dialect.is_disconnect(exc, held[2].dbapi, None))
             try:
-                held[1].close()
+                # Detached from the pool: closed as is. Through the pool (`fairy.close()`), a
+                # connection the server dropped fails its reset and logs a traceback at ERROR
+                # level, one per worker thread at every database restart.
+                held[2].dbapi.close()
             except Exception:  # already broken: nothing more to release
                 pass
-            dbapi_error = engine.dialect.loaded_dbapi.Error
-            if fresh or not (isinstance(exc, dbapi_error)
-                             and engine.dialect.is_disconnect(exc, held[2].dbapi, None)):
+            if fresh or not disconnected:
                 raise
 
 

@@ -20,7 +20,7 @@ def caller_hash(number: str | None, key: str) -> str | None:
     """Keyed HMAC-SHA256 of a caller number; None for a hidden number (no history to link)."""
     if is_hidden(number):
         return None
-    return hmac.new(key.encode(), number.strip().encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key.encode(), number.strip().encode(), hashlib.sha256).hex()
 
 
 #: A masked number never exceeds this length, whatever Twilio sends (a SIP address, say).

@@ -47,12 +47,28 @@ DEFAULTS: dict[str, object] = {
     "LOGIN_LIMIT_PER_ADDRESS": "20 per 10 minutes",  # failed logins from one address
     "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",  # failed logins on one account
     "RATELIMIT_STORAGE_URI": "memory://",  # e.g. redis://… when several web processes run
+    "LOG_FORMAT": "",  # json | text; empty: json in production, text in development
+    "INSTANCE_NAME": "",  # this instance in log lines; empty: host name (under gunicorn host:port)
+    "TRUSTED_PROXIES": "",  # proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-* count; empty: none
+    "METRICS_TOKEN": "",  # `Authorization: Bearer` token that opens /metrics; empty: addresses only
+    "METRICS_ALLOWED_IPS": "127.0.0.1,::1",  # direct peers (never through a proxy) reading /metrics
+    "SCHEDULER_METRICS_BIND": "",  # host:port of the scheduler's own /metrics; empty: not served
+    "WEB_BIND": "127.0.0.1:8000",  # gunicorn's address (deploy/gunicorn.conf.py, `make serve`)
+    "WEB_WORKERS": 0,  # gunicorn worker processes; 0: 2 per CPU + 1, at most 8
+    "WEB_THREADS": 4,  # threads per gunicorn worker
+    "OIDC_ISSUER": "",  # OpenID Connect issuer (discovery base URL); empty: no single sign-on
+    "OIDC_CLIENT_ID": "",  # given by the provider when the service is registered
+    "OIDC_CLIENT_SECRET": "",
+    "OIDC_SCOPES": "openid email given_name usual_name",  # ProConnect's claims
+    "OIDC_PROVIDER_NAME": "ProConnect",  # the login button's « S'identifier avec … »
+    "OIDC_TIMEOUT": 10,  # seconds for each call to the provider (discovery, token, keys, userinfo)
 }
 
 _BOOLEAN = {"SVI_ALLOW_SIMULATED_TIME", "SMTP_STARTTLS"}
 _INTEGER = {"SVI_CALL_TIME_LIMIT", "SVI_RETURNING_CALLER_DAYS", "SVI_CALLER_RETENTION_DAYS",
             "SVI_VOICEMAIL_MAX_SECONDS", "SMTP_PORT", "SMTP_TIMEOUT", "MAX_UPLOAD_BYTES",
-            "WEB_SESSION_HOURS", "TICKETS_SLA_MINUTES", "TICKETS_AUTO_CLOSE_DAYS"}
+            "WEB_SESSION_HOURS", "TICKETS_SLA_MINUTES", "TICKETS_AUTO_CLOSE_DAYS", "OIDC_TIMEOUT",
+            "WEB_WORKERS", "WEB_THREADS"}
 _DEV_SECRET = "dev-only-secret-change-me"
 
 
@@ -97,10 +113,18 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
                                 "(AC suivi de 32 chiffres hexadécimaux)")
         if settings["SVI_ALLOW_SIMULATED_TIME"]:
             raise SettingsError("SVI_ALLOW_SIMULATED_TIME est interdit en production")
+        if settings["OIDC_ISSUER"]:  # single sign-on: a registered client, over TLS only
+            missing = [n for n in ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET") if not settings[n]]
+            if missing:
+                raise SettingsError("OIDC_ISSUER est défini : réglages obligatoires en production : "
+                                    + ", ".join(missing))
+            if not str(settings["OIDC_ISSUER"]).startswith("https://"):
+                raise SettingsError("OIDC_ISSUER doit commencer par https:// en production")
     # A typo (7000000 days) would fail every night's job or every voicemail's deadline.
     for name, most in (("TICKETS_SLA_MINUTES", 7 * 24 * 60), ("TICKETS_AUTO_CLOSE_DAYS", 365)):
         if not 1 <= int(settings[name]) <= most:
             raise SettingsError(f"{name} doit valoir entre 1 et {most}, reçu {settings[name]!r}")
+    _check_serving(settings, production)
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _DEV_SECRET
     if not settings["CALLER_HASH_KEY"]:
@@ -114,3 +138,19 @@ def load(instance_path: str, environ: os._Environ | dict | None = None,
     # Flask refuses larger bodies (413) before reading them.
     settings["MAX_CONTENT_LENGTH"] = settings["MAX_UPLOAD_BYTES"]
     return settings
+
+
+def _check_serving(settings: dict, production: bool) -> None:
+    """Serving and observability settings: log format, proxy and metrics addresses, workers."""
+    from core.proxy import parse_networks
+    if not settings["LOG_FORMAT"]:
+        settings["LOG_FORMAT"] = "json" if production else "text"
+    if settings["LOG_FORMAT"] not in ("json", "text"):
+        raise SettingsError(f"LOG_FORMAT doit valoir json ou text, reçu {settings['LOG_FORMAT']!r}")
+    for name in ("TRUSTED_PROXIES", "METRICS_ALLOWED_IPS"):
+        try:
+            parse_networks(settings[name])
+        except ValueError as exc:
+            raise SettingsError(f"{name} : adresse ou réseau invalide ({exc})") from None
+    if int(settings["WEB_WORKERS"]) < 0 or int(settings["WEB_THREADS"]) < 1:
+        raise SettingsError("WEB_WORKERS doit valoir au moins 0 et WEB_THREADS au moins 1")

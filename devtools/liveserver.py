@@ -68,7 +68,8 @@ def prepare_database(path: Path) -> None:
 class LiveServer:
     """The app served over HTTP in a thread: `url`, `app`, `clock`, `user(...)`, `stop()`."""
 
-    def __init__(self, workdir: Path | None = None, template: Path | None = None):
+    def __init__(self, workdir: Path | None = None, template: Path | None = None,
+                 config: dict | None = None):
         self._owned = workdir is None  # a temporary folder of our own, removed by stop()
         self.workdir = workdir = workdir or Path(tempfile.mkdtemp(prefix="svi-live-"))
         database = workdir / "svi.sqlite3"
@@ -80,7 +81,8 @@ class LiveServer:
         # Bound first (port 0: the system picks a free one) so the app knows its own base URL.
         self._server = make_server(HOST, 0, None, threaded=True)
         self.url = f"http://{HOST}:{self._server.server_port}"
-        self.app = create_app(_config(f"sqlite:///{database}", workdir, self.url, self.clock))
+        self.app = create_app({**_config(f"sqlite:///{database}", workdir, self.url, self.clock),
+                               **(config or {})})  # e.g. single sign-on's OIDC_* settings
         self.app.config["TEST_CLOCK"] = self.clock
         self.app.instance_path = str(workdir / "instance")  # uploads land here, not in the repo
         self._server.app = self.app

@@ -43,11 +43,21 @@ class Cluster:
             os.chmod(self.root, 0o755)
         self._run(_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "svi",
                   "-E", "UTF8", "--locale=C.UTF-8")
+        self.resume()
+        return self
+
+    def resume(self) -> "Cluster":
+        """Start the server (again) on its data directory, waiting until it accepts connections."""
         opts = (f"-p {self.port} -k {self.sock} -c listen_addresses='' -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-w", "-l",
                   str(self.root / "log"), "start")
         return self
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep its files (`resume()` starts it again): a database outage.
+        `fast` disconnects every client and shuts down cleanly, `immediate` is a crash."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def url(self, dbname: str = "postgres") -> str:
         """SQLAlchemy URL (psycopg 3) through the Unix socket."""

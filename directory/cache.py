@@ -8,13 +8,25 @@ The national team's incident messages, announced by the phone menu before routin
 what callers hear of the directory: setting or clearing one bumps the version too
 (tickets/incidents.py), and the messages are read once per version and per process, with their
 expiry, which is applied at each call without a query.
+
+When the database does not answer, calls are routed from the directory the process holds: so
+the first département asked for at a new version loads every département at once (a handful of
+queries, once per edit), never only those a process happened to route before. Each whole
+directory read is also written to a local copy (`JOURNAL_DIR/directory.json`, replaced
+atomically), from which a process that starts while the database is down (a worker restarted
+during an outage) routes its calls; incident messages and prompt overrides are not in it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
+import secrets
 import threading
-from datetime import datetime
+from datetime import date, datetime, time
+from pathlib import Path
 from typing import Callable
 
 from flask import Flask
@@ -23,8 +35,8 @@ from sqlalchemy.orm import Session
 
 from core.db import DB_UNAVAILABLE, RawConnection, RawStatement
 from directory import models
-from directory.operations import snapshot
-from directory.schedule import DepartementView
+from directory.operations import all_snapshots
+from directory.schedule import DepartementView, Exception_, LineView, Slot
 from prompts.models import PromptOverride
 from tickets import incidents
 from tickets.incidents import Announcement
@@ -45,13 +57,14 @@ def announced(found: tuple[Announcement, ...], code: str | None, now: datetime) 
     return tuple(incidents.messages_for(incidents.group(list(found), now), code))
 
 
-_VERSION = select(models.DirectoryState.version)
-_RAW_VERSION = RawStatement(_VERSION)
+#: The directory's version; the incoming call reads it with the returning caller in one statement.
+VERSION = select(models.DirectoryState.version)
+_RAW_VERSION = RawStatement(VERSION)
 
 
 def current_version(db: Session) -> int:
     """The directory's version (0 before the first edit)."""
-    return db.connection().execute(_VERSION).scalar() or 0
+    return db.connection().execute(VERSION).scalar() or 0
 
 
 def read_version(conn: RawConnection) -> int:
@@ -59,12 +72,54 @@ def read_version(conn: RawConnection) -> int:
     return _RAW_VERSION.scalar(conn, {}) or 0
 
 
-class DirectoryCache:
-    """Snapshots by code for one directory version; replaced wholesale when the version moves."""
+def _json_default(value):
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, frozenset):
+        return sorted(value)
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
 
-    def __init__(self) -> None:
+
+def dump_directory(version: int, views: dict[str, DepartementView]) -> bytes:
+    """The local copy of a whole directory: its version and every département's snapshot."""
+    return json.dumps({"version": version,
+                       "departements": [dataclasses.asdict(v) for v in views.values()]},
+                      default=_json_default, ensure_ascii=False).encode()
+
+
+def _optional_time(value: str | None) -> time | None:
+    return time.fromisoformat(value) if value else None
+
+
+def load_directory(data: bytes) -> tuple[int, dict[str, DepartementView]]:
+    """(version, snapshots by code) from a local copy written by `dump_directory`."""
+    found = json.loads(data)
+    views = {}
+    for d in found["departements"]:
+        views[d["code"]] = DepartementView(**{
+            **d, "lines": tuple(LineView(**line) for line in d["lines"]),
+            "slots": tuple(Slot(s["weekday"], time.fromisoformat(s["start"]),
+                                time.fromisoformat(s["end"])) for s in d["slots"]),
+            "exceptions": tuple(Exception_(
+                e["kind"], date.fromisoformat(e["start_date"]), date.fromisoformat(e["end_date"]),
+                e["reason"], _optional_time(e["start_time"]), _optional_time(e["end_time"]))
+                for e in d["exceptions"]),
+            "worked_holidays": frozenset(d["worked_holidays"])})
+    return int(found["version"]), views
+
+
+class DirectoryCache:
+    """Snapshots by code for one directory version; replaced wholesale when the version moves.
+
+    `copy`: where the whole directory is kept on disk for a process that starts while the
+    database is down (None: no copy)."""
+
+    def __init__(self, copy: Path | None = None) -> None:
         self._version: int | None = None
         self._views: dict[str, DepartementView | None] = {}
+        #: The version whose every département is in `_views`.
+        self._whole: int | None = None
+        self.copy = Path(copy) if copy is not None else None
         #: (version, announcements) as last read.
         self._messages: tuple[int | None, tuple[Announcement, ...]] | None = None
         self._lock = threading.Lock()
@@ -89,20 +144,29 @@ class DirectoryCache:
                 try:
                     known.append(current_version(session()))
                 except DB_UNAVAILABLE:
-                    if self._version is None:
-                        raise
-                    # The database does not answer: route from the directory this process holds.
                     session().rollback()
+                    # The database does not answer: route from the directory this process
+                    # holds, or else from the last one read on this host.
+                    if self._version is None and not self._load_copy():
+                        raise
                     known.append(self._version)
             if known[0] != self._version:
                 self._version, self._views = known[0], {}
             return known[0]
 
         def get(code: str) -> DepartementView | None:
-            current()
+            version = current()
             views = self._views
             if code not in views:
-                views[code] = snapshot(session(), code)
+                if self._whole != version:  # every département at once, once per version
+                    try:
+                        views = self._read_whole(session(), version)
+                    except DB_UNAVAILABLE:
+                        session().rollback()
+                        views = self._copy_views()
+                        if views is None:
+                            raise
+                views.setdefault(code, views.get(code.upper()))
             return views[code]
 
         def announcements(code: str | None, now: datetime) -> tuple[str, ...]:
@@ -115,6 +179,59 @@ class DirectoryCache:
 
         get.announcements = announcements
         return get
+
+    def _read_whole(self, session: Session, version: int) -> dict[str, DepartementView | None]:
+        """Every département's snapshot at `version` (the statements read the latest committed
+        directory: an edit committed since `version` was read is at most one call early), kept
+        and copied to disk."""
+        views: dict[str, DepartementView | None] = {v.code: v for v in all_snapshots(session)}
+        with self._lock:
+            if self._version == version:
+                self._views, self._whole = views, version
+        self._write_copy(version, views)
+        return views
+
+    def _write_copy(self, version: int, views: dict) -> None:
+        if self.copy is None:
+            return
+        try:
+            self.copy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            partial = self.copy.with_name(f".{self.copy.name}.{os.getpid()}-{secrets.token_hex(4)}")
+            partial.write_bytes(dump_directory(version, views))
+            os.replace(partial, self.copy)  # readers see the old copy or the new, never half
+        except OSError:
+            log.warning("copie locale de l'annuaire impossible dans %s", self.copy, exc_info=True)
+
+    def _read_copy(self) -> tuple[int, dict[str, DepartementView | None]] | None:
+        if self.copy is None:
+            return None
+        try:
+            return load_directory(self.copy.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("copie locale de l'annuaire illisible : %s", self.copy, exc_info=True)
+            return None
+
+    def _load_copy(self) -> bool:
+        """Take the local copy when this process holds no directory yet; True if taken."""
+        found = self._read_copy()
+        if found is None:
+            return False
+        version, views = found
+        with self._lock:
+            if self._version is None:
+                self._version, self._views, self._whole = version, views, version
+                self._messages = (version, ())  # not in the copy: none, without a query each
+                log.warning("base indisponible : appels orientés selon la copie locale de "
+                            "l'annuaire (version %d)", version)
+        return True
+
+    def _copy_views(self) -> dict[str, DepartementView | None] | None:
+        """The local copy's départements, for a version whose whole directory could not be
+        read (the database went down right after its version was)."""
+        found = self._read_copy()
+        return dict(found[1]) if found is not None else None
 
     def _announcements(self, session: Callable[[], Session],
                        version: int | None) -> tuple[Announcement, ...]:
@@ -176,5 +293,6 @@ def watch(session_factory) -> None:
 
 def init_app(app: Flask) -> None:
     """Create the app's cache and watch its sessions."""
-    app.extensions["svi.directory_cache"] = DirectoryCache()
+    app.extensions["svi.directory_cache"] = DirectoryCache(
+        Path(app.config["JOURNAL_DIR"]) / "directory.json")
     watch(app.extensions["svi.sessionmaker"])

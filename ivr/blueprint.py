@@ -18,11 +18,12 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 def check_signature():
     """Refuse (413) an oversized body before reading it, then (403) any request not signed
     with the account's auth token, when one is set."""
-    request.max_content_length = MAX_WEBHOOK_BYTES
-    request.max_form_memory_size = MAX_WEBHOOK_BYTES
+    req, cfg = request._get_current_object(), current_app.config
+    req.max_content_length = MAX_WEBHOOK_BYTES
+    req.max_form_memory_size = MAX_WEBHOOK_BYTES
     db.use_voice_engine()
-    token = current_app.config["TWILIO_AUTH_TOKEN"]
-    if token and not security.is_valid(request, token, current_app.config["PUBLIC_BASE_URL"]):
+    token = cfg["TWILIO_AUTH_TOKEN"]
+    if token and not security.is_valid(req, token, cfg["PUBLIC_BASE_URL"]):
         current_app.logger.warning("forged or unsigned webhook refused: %s", request.path)
         abort(403)
 

@@ -16,11 +16,12 @@ from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
 
 from flask import current_app, request, url_for
+from sqlalchemy import select
 
 from callflows import engine
 from callflows.actions import CallState, Hangup, Say
 from callflows.keypad import callable_caller
-from core import db
+from core import db, observability
 from core import text as text_policy
 from core.privacy import caller_hash, mask_number
 from directory import cache as directory_cache
@@ -29,7 +30,8 @@ from ivr.twiml import Renderer, apology
 from prompts import french
 from tracking import operations as tracking
 from tracking import recorder
-from tracking.journal import DB_ERRORS, entries_holding, journal_of
+from tracking.journal import (DB_ERRORS, acceptance_noted, entries_holding, journal_of,
+                              note_acceptance)
 
 log = logging.getLogger("svi.ivr")
 
@@ -42,8 +44,13 @@ TIMESTAMP_SLACK = timedelta(hours=24)
 
 
 # -- request helpers ----------------------------------------------------------------------------
+def _arg(name: str) -> str | None:
+    """A parameter of the URL; Twilio's own URLs (the number's Voice URL) have none to parse."""
+    return request.args.get(name) if request.query_string else None
+
+
 def _now():
-    at = request.args.get("at")
+    at = _arg("at")
     if at and current_app.config["SVI_ALLOW_SIMULATED_TIME"]:
         return url_state.parse_instant(at)
     return current_app.config["CLOCK"]()
@@ -101,13 +108,13 @@ def _sid(name: str, value: str | None = None) -> str:
 
 def _parent_sid() -> str:
     """CallSid of the caller's call: in the URL on referent-side webhooks, else the request's."""
-    return _sid("", request.args.get("c") or request.form.get("ParentCallSid")
+    return _sid("", _arg("c") or request.form.get("ParentCallSid")
                 or request.form.get("CallSid", ""))
 
 
-def _caller() -> dict:
+def _caller(form=None) -> dict:
     """Who calls, as stored: a keyed hash and a masked form (None for a callback without From)."""
-    number = request.form.get("From")
+    number = (request.form if form is None else form).get("From")
     if number is None:
         return {"caller_hash": None, "caller_masked": None}
     return {"caller_hash": caller_hash(number, current_app.config["CALLER_HASH_KEY"]),
@@ -117,13 +124,16 @@ def _caller() -> dict:
 def renderer() -> Renderer:
     """A TwiML renderer whose URLs are absolute, public and carry the simulated time if any."""
     cfg = current_app.config
-    base, keep_at, parent_sid = cfg["PUBLIC_BASE_URL"], request.args.get("at"), _parent_sid()
+    base, keep_at, parent_sid = cfg["PUBLIC_BASE_URL"], _arg("at"), []
 
     def url(endpoint: str, state: CallState | None = None, **values) -> str:
         if state is not None:
             values.update(url_state.encode(state, cfg["CALLER_HASH_KEY"]))
-        if endpoint in ("ivr.whisper", "ivr.whisper_result", "ivr.leg_status") and parent_sid:
-            values["c"] = parent_sid
+        if endpoint in ("ivr.whisper", "ivr.whisper_result", "ivr.leg_status"):
+            if not parent_sid:  # only whisper URLs carry it: not looked up for the others
+                parent_sid.append(_parent_sid())
+            if parent_sid[0]:
+                values["c"] = parent_sid[0]
         if keep_at and endpoint != "audio":
             values["at"] = keep_at
         if endpoint == "audio":
@@ -223,6 +233,7 @@ def answer_or_apologize(handler):
     except Exception:
         db.rollback()
         log.exception("webhook %s failed for call %s", request.path, _sid("CallSid") or "?")
+        observability.webhook_failed()
         if request.endpoint in ("ivr.voice", "ivr.step"):
             try:
                 # At the first request the apology proves the call reached the service; later,
@@ -241,43 +252,55 @@ def _apology_record() -> dict:
 
 
 # -- webhooks ---------------------------------------------------------------------------------
+#: The incoming call's two reads in one statement (one round trip): the caller's last
+#: département (none for a hidden number: no hash matches NULL) and the directory version.
+FIRST_READS = db.RawStatement(select(tracking.LAST_DEPARTEMENT.scalar_subquery(),
+                                      directory_cache.VERSION.scalar_subquery()))
+
+
 def incoming_call() -> str:
     """POST /ivr/voice: a new call (or Twilio retrying the first request).
 
-    The hot path of every call: two indexed reads and one two-row transaction on the thread's
-    hot connection, no ORM session (unless the directory snapshot or the general path needs
-    one); the call is committed before Twilio gets its answer, or journaled."""
-    now, form, cfg = _now(), request.form, current_app.config
-    sid, who = _sid("CallSid"), _caller()
-    since = now - timedelta(days=cfg["SVI_RETURNING_CALLER_DAYS"])
+    The hot path of every call, on the thread's hot connection and without an ORM session
+    (unless the directory snapshot or the general path needs one): one statement reads the
+    returning caller and the directory version, one write records the call and its event
+    (`tracking.operations.record_incoming_call`), committed before Twilio gets its answer, or
+    journaled."""
+    app = current_app._get_current_object()
+    cfg, form, flow = app.config, request.form, app.extensions["svi.flow"]
+    now, sid, who = _now(), _sid("", form.get("CallSid", "")), _caller(form)
+    reads = dict(caller_hash=who["caller_hash"], call_sid=sid,
+                 since=now - timedelta(days=cfg["SVI_RETURNING_CALLER_DAYS"]))
     try:
-        last, version = db.on_hot_connection(lambda conn: (
-            tracking.last_departement(conn, who["caller_hash"], call_sid=sid, since=since),
-            directory_cache.read_version(conn)))
+        last, version = db.on_hot_connection(
+            lambda conn: FIRST_READS.execute(conn, reads).fetchone())
+        version = version or 0  # no edit yet
     except DB_ERRORS:  # routed from the directory this process holds, without the offer
         log.warning("database unavailable at the first webhook of call %s", sid)
         last, version = None, None
-    result = engine.start(_flow(), _context(now, last, version))
+    result = engine.start(flow, _context(now, last, version))
     body = renderer().response(result.actions)
-    log.info("incoming call %s from %s", sid, who["caller_masked"])
-    deliver_first_webhook(now, result.track, _flow().start, who)
+    # The access log's line (core/observability.py) has the CallSid and the step at INFO.
+    log.debug("incoming call %s from %s", sid, who["caller_masked"])
+    deliver_first_webhook(now, result.track, flow.start, who, sid)
     return body
 
 
-def deliver_first_webhook(now, track: dict, event_step: str, who: dict | None = None) -> None:
+def deliver_first_webhook(now, track: dict, event_step: str, who: dict, sid: str) -> None:
     """Record the call of this first webhook and its event: committed on the hot connection
     (or through the ORM when the CallSid is already stored or the flow said more), or journaled."""
     form = request.form
     # `test=1` is only in the URL the simulator signs (Twilio's number is set without it).
-    deliver("first", dict(sid=_sid("CallSid"), called=_text("To", 64), at=now, track=track,
-                          event=tracking.event_data(form), event_step=event_step,
-                          test=request.args.get("test") == "1", **(who or _caller())),
+    deliver("first", dict(sid=sid, called=text_policy.clean(form.get("To", ""))[:64], at=now,
+                          track=track, event=tracking.event_data(form), event_step=event_step,
+                          test=_arg("test") == "1", **who),
             hot=recorder.record_first_hot)
 
 
 def _accepted(leg_sid: str | None) -> bool:
     """The referent accepted this leg: recorded, kept apart, or still in a journal — this
-    process's or another worker's (the whisper's webhooks may have reached another one)."""
+    process's or another worker's (the whisper's webhooks may have reached another one); with
+    the database unavailable, as noted on this host when it was accepted."""
     folder = journal_of(current_app._get_current_object()).folder
     if any(e.get("kind") == "whisper_result" and e["payload"].get("leg_sid") == leg_sid
            and e["payload"].get("accepted") for e in entries_holding(folder, leg_sid)):
@@ -286,7 +309,7 @@ def _accepted(leg_sid: str | None) -> bool:
         return recorder.leg_accepted(db.session(), leg_sid)
     except DB_ERRORS:
         db.rollback()
-        return False
+        return acceptance_noted(folder, leg_sid)
 
 
 def step_result() -> str:
@@ -344,6 +367,12 @@ def whisper_result() -> str:
                                    number=_text("To", 32), at=now, accepted=accepted,
                                    event=tracking.event_data(form)))
     if accepted:
+        if _sid("CallSid"):  # for a dial result that cannot read it (see `_accepted`)
+            try:
+                note_acceptance(journal_of(current_app._get_current_object()).folder,
+                                _sid("CallSid"))
+            except OSError:
+                log.warning("acceptance of leg %s not noted on disk", _sid("CallSid"))
         return renderer().response([])
     return renderer().response([Say("whisper_declined", {}), Hangup()])
 

@@ -37,10 +37,23 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    # SQLite rebuilds a table to alter a column (batch mode): with foreign keys on, dropping the
+    # old table would cascade to the rows referencing it. They are off during the migrations
+    # (the pragma only takes effect outside a transaction), checked, then on again.
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # ends SQLAlchemy's autobegun transaction: Alembic opens its own
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+        if broken:
+            raise RuntimeError(f"clés étrangères rompues après migration : {broken[:5]}")
 
 
 if context.is_offline_mode():

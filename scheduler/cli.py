@@ -70,6 +70,8 @@ def build_scheduler(app: Flask, now: datetime | None = None) -> BackgroundSchedu
 def serve(app: Flask) -> None:
     """Run the scheduler until SIGTERM or SIGINT; a running job is allowed to finish."""
     scheduler = build_scheduler(app)
+    from core import observability
+    observability.serve_scheduler_metrics(app)  # SCHEDULER_METRICS_BIND, when set
 
     stopping: list[int] = []
 

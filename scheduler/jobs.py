@@ -19,7 +19,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import db, mail
+from core import db, mail, observability
 from directory.models import Departement
 from directory.reference import official_order
 from scheduler import runs
@@ -44,6 +44,7 @@ class JobResult:
     message: str
 
 
+@observability.counted_job  # svi_job_runs_total, by job and result
 def run_job(app: Flask, job: str, period: str, work: Callable[[Session], str]) -> JobResult:
     """Claim (job, period), run `work` and record its outcome; log every exception, raise none.
 

@@ -250,10 +250,60 @@ def dashboards(shooter: Shooter, server: liveserver.LiveServer) -> None:
             shooter.shoot(name)
 
 
+def single_sign_on(browser, outdir: Path) -> Shooter:
+    """The login page with the ProConnect button, the page of an agent's new account waiting for
+    a role, the admin's accounts page listing it and its page (a role being granted): a server of
+    their own, whose single sign-on goes to the stand-in provider (devtools/oidc_standin.py)."""
+    from devtools.oidc_standin import OidcStandIn
+    provider = OidcStandIn().start()
+    provider.add_user("agent-1", "camille.martin@interieur.gouv.fr", "Camille", "Martin")
+    provider.auto_user = "agent-1"
+    server = liveserver.LiveServer(config=provider.settings())
+    try:
+        page = liveserver.new_page(browser, server.url)
+        shooter = Shooter(page, outdir)
+        if shooter.goto("login-proconnect.png", "/connexion"):
+            shooter.shoot("login-proconnect.png")
+            page.get_by_role("button", name="S’identifier avec ProConnect").click()
+            page.wait_for_load_state()
+            if page.url.endswith("/connexion/en-attente"):
+                shooter.shoot("sso-waiting.png")
+            else:
+                print(f"skipped sso-waiting.png: landed on {page.url}")
+        page.context.close()
+        server.user(ADMIN, "admin", name="Camille Admin")
+        server.user("dominique.petit@interieur.gouv.fr", "referent", departements=["93", "2A"],
+                    name="Dominique Petit")
+        page = liveserver.new_page(browser, server.url)
+        shooter.page = page
+        liveserver.login(page, ADMIN)
+        if shooter.goto("accounts.png", "/admin/comptes/"):
+            shooter.shoot("accounts.png")
+            page.get_by_role("link", name="camille.martin@interieur.gouv.fr").click()
+            page.get_by_label("Rôle").select_option("referent")
+            page.get_by_label("Départements (référents)").fill("93")
+            shooter.shoot("account.png")
+        page.context.close()
+        return shooter
+    finally:
+        server.stop()
+        provider.stop()
+
+
 def main(argv: list[str]) -> int:
-    """Start the app and a browser, log in as an admin, and write every screenshot."""
+    """Start the app and a browser, log in as an admin, and write every screenshot
+    (`--sso-only`: only those of single sign-on)."""
+    sso_only = "--sso-only" in argv
+    argv = [a for a in argv if a != "--sso-only"]
     outdir = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUTDIR
     outdir.mkdir(parents=True, exist_ok=True)
+    if sso_only:
+        with sync_playwright() as playwright:
+            browser = liveserver.launch_browser(playwright)
+            shooter = single_sign_on(browser, outdir)
+            browser.close()
+        print(f"{len(shooter.written)} screenshots in {outdir}")
+        return 0
     server = liveserver.LiveServer()
     try:
         with sync_playwright() as playwright, tempfile.TemporaryDirectory() as folder:
@@ -284,6 +334,7 @@ def main(argv: list[str]) -> int:
             server.clock.set(started)  # the other pages at the usual time
             api_token(shooter)
             dashboards(shooter, server)
+            shooter.written += single_sign_on(browser, outdir).written
             browser.close()
     finally:
         server.stop()

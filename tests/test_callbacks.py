@@ -187,6 +187,7 @@ def test_a_call_that_heard_the_technical_apology_is_a_technical_failure(app, twi
     broken = make_engine("postgresql+psycopg://nobody@/nowhere?host=/nonexistent&connect_timeout=1")
     app.extensions["svi.voice_sessionmaker"] = sessionmaker(broken)
     app.extensions["svi.directory_cache"]._version = None  # nothing cached to route from
+    app.extensions["svi.directory_cache"].copy = None  # nor a copy of it on disk
     status, body = twilio.post(t, motif_action, _params(t.call_sid, Digits="2"))
     assert status == 200 and "difficulté technique" in body
     app.extensions["svi.voice_sessionmaker"] = working

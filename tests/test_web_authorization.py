@@ -27,6 +27,16 @@ TABLE = {
     "auth.forgot": [("GET", "/mot-de-passe-oublie", EVERYONE)],
     "auth.reset": [("GET", "/reinitialiser/jeton-invalide", EVERYONE)],
     "auth.account": [("GET", "/mon-compte", LOGGED_IN)],
+    # Single sign-on (off in this app: its routes answer 404) and the waiting page of an account
+    # without a role (the role-less account's refusals are in test_oidc.py).
+    "sso.start": [("POST", "/connexion/sso", EVERYONE)],
+    "sso.callback": [("GET", "/connexion/sso/retour?code=x&state=y", EVERYONE)],
+    "sso.waiting": [("GET", "/connexion/en-attente", LOGGED_IN)],
+    "sso.logged_out": [("GET", "/deconnexion/sso/retour?state=x", EVERYONE)],
+    "account_pages.index": [("GET", "/admin/comptes/", {ADMIN})],
+    "account_pages.edit": [("GET", "/admin/comptes/999999", {ADMIN}),
+                           ("POST", "/admin/comptes/999999", {ADMIN})],
+    "account_pages.unlink": [("POST", "/admin/comptes/999999/dissocier", {ADMIN})],
     "directory_pages.overview": [("GET", "/annuaire/", LOGGED_IN)],
     "directory_pages.show": [("GET", "/annuaire/75", {ADMIN, NATIONAL}),
                              ("GET", "/annuaire/93", LOGGED_IN)],

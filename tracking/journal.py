@@ -6,10 +6,18 @@ same and the record is appended here: one JSON line, flushed and fsynced before 
 leaves, in a file of this process's own (`<folder>/<pid>-<random>.jsonl`, locked with flock
 while the process lives). Records that arrive while some are waiting are appended behind them,
 so a call's records keep their order. A thread of the process replays the journal as soon as
-the database answers again, oldest first, each record in its own transaction together with its
-id in `journal_replays`: a replay cut short after a commit never applies a record twice.
-Journals left by a dead process (their flock is free) are replayed by `replay_orphans`, run by
-the scheduler and by `flask tracking replay-journal`.
+the database answers again, oldest first, by batches, each record's id stored in
+`journal_replays` in the same transaction: a replay cut short after a commit never applies a
+record twice. Once every record is applied the file is deleted: a journal file on disk always
+holds records waiting for the database (or is being written).
+
+Journals left by a dead process (a worker killed, a server stopped during an outage: their
+flock is free) are replayed by `replay_orphans`: by a new web process at its start-up
+(`init_app`, in a thread, retried until the database answers), by every process whose own
+journal has just been replayed (the database is back), by the scheduler every minute and by
+`flask tracking replay-journal`. A record no replay can apply (not because the database is
+unavailable, but because of the record itself) is set aside in `rejected.jsonl`, never dropped
+and never blocking the records behind it.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ DB_ERRORS = DB_UNAVAILABLE
 REPLAY_BATCH = 100
 #: Where entries no replay can apply are set aside for the operator (never replayed again).
 REJECTED = "rejected.jsonl"
+#: A journal file being created (not yet locked): never taken for a dead process's journal.
+_CREATING = ".creating"
 
 
 def _json_default(value):
@@ -59,20 +69,26 @@ class Journal:
         self._pending: deque[dict] = deque()
         self._file = None
         self._pid = None
+        self.path: Path | None = None
         self._thread: threading.Thread | None = None
 
     # -- writing -----------------------------------------------------------------------------
     def _own_file(self):
-        if self._file is None or self._pid != os.getpid():  # first use, or a forked worker
-            if self._pid != os.getpid():
-                self._pending.clear()  # the parent's entries are the parent's to replay
-            # Records hold personal data (a caller's hash, say): the service's user only.
+        if self._pid != os.getpid():  # first use, or a forked worker
+            if self._file is not None:  # the parent's: its lock stays the parent's
+                self._file.close()
+            self._file, self._pending = None, deque()  # the parent's entries are its own
+        if self._file is None:
+            # Records hold personal data (a callback number, say): the service's user only.
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = self.folder / f"{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-            self._file = os.fdopen(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600),
-                                   "a+b")
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._pid, self.path = os.getpid(), path
+            name = f"{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            # Created and locked under another name, then renamed: an orphan replay never
+            # finds this file unlocked (it would take it for a dead process's and delete it).
+            creating = self.folder / (name + _CREATING)
+            f = os.fdopen(os.open(creating, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600), "a+b")
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(creating, self.folder / name)
+            self._file, self._pid, self.path = f, os.getpid(), self.folder / name
         return self._file
 
     def has_pending(self) -> bool:
@@ -99,66 +115,71 @@ class Journal:
 
     # -- replaying ---------------------------------------------------------------------------
     def _start_replayer(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._replay_loop, name="svi-journal",
-                                            daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._replay_loop, name="svi-journal",
+                                                daemon=True)
+                self._thread.start()
 
     def _replay_loop(self) -> None:
         backoff = 0.2
         while True:
             try:
-                if not self.replay_pending():
-                    return
+                self.replay_pending()  # until none is left
             except Exception:
-                log.warning("journal: la base refuse encore les écritures, nouvel essai dans "
+                log.warning("journal : la base refuse encore les écritures, nouvel essai dans "
                             "%.1f s", backoff, exc_info=log.isEnabledFor(logging.DEBUG))
-            time.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            # The database is back: journals of processes that died meanwhile, at once.
+            try:
+                replay_orphans(self.folder, self.sessions)
+            except Exception:
+                log.warning("journal : rejeu des journaux de processus disparus remis au "
+                            "planificateur", exc_info=log.isEnabledFor(logging.DEBUG))
+            with self._lock:  # records appended meanwhile found this thread alive: ours
+                if not self.has_pending():
+                    self._thread = None
+                    return
 
     def replay_pending(self) -> bool:
         """Apply waiting entries in order until none is left (False) or the database fails
-        (raises). Entries go by batches of REPLAY_BATCH, one transaction each; a batch that
-        fails otherwise is retried one entry at a time, and an entry no replay can apply is set
-        aside (`rejected.jsonl`) rather than block the others."""
+        (raises). Entries go by batches of REPLAY_BATCH, one transaction each (see
+        `apply_in_order`); the file is deleted once all are applied."""
         while True:
             with self._lock:
                 if not self.has_pending():
-                    self._truncate()
+                    self._close_drained()
                     return False
                 batch = [self._pending[i] for i in range(min(REPLAY_BATCH, len(self._pending)))]
-            try:
-                apply_entries(self.sessions, batch)
-            except DB_ERRORS:
-                raise  # the database still refuses: try again later, in the same order
-            except Exception:
-                batch = batch[:1]
-                try:
-                    apply_entries(self.sessions, batch)
-                except DB_ERRORS:
-                    raise
-                except Exception:
-                    log.exception("journal : enregistrement %s impossible à appliquer, mis de "
-                                  "côté dans %s", batch[0]["id"], self.folder / REJECTED)
-                    with open(os.open(self.folder / REJECTED, os.O_WRONLY | os.O_APPEND
-                                      | os.O_CREAT, 0o600), "a", encoding="utf-8") as f:
-                        f.write(json.dumps(batch[0], ensure_ascii=False) + "\n")
+            apply_in_order(self.sessions, batch, self.folder)
             with self._lock:
                 for _ in batch:
                     self._pending.popleft()
+                if not self._pending:  # with the last entry, under the same lock: the file
+                    self._close_drained()  # is gone once nothing waits
 
-    def _truncate(self) -> None:
+    def _close_drained(self) -> None:
+        """Every entry is applied: the file goes (a new one is made by the next append)."""
         if self._file is not None and self._pid == os.getpid():
-            self._file.truncate(0)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            self._file.close()  # the lock goes with it
+            self._file = None
 
     def wait_until_empty(self, timeout: float) -> bool:
         """Block until every waiting record is replayed (tests, shutdown); True when empty."""
         deadline = time.monotonic() + timeout
-        while self.has_pending() and time.monotonic() < deadline:
+        while self._waiting() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return not self.has_pending()
+        return not self._waiting()
+
+    def _waiting(self) -> bool:
+        with self._lock:  # the last entry's removal and its file's deletion are seen together
+            return self.has_pending()
 
 
 def apply_entries(sessions: sessionmaker, entries: list[dict]) -> int:
@@ -186,21 +207,82 @@ def apply_entries(sessions: sessionmaker, entries: list[dict]) -> int:
     return len(fresh)
 
 
+def apply_in_order(sessions: sessionmaker, entries: list[dict], folder: Path) -> int:
+    """Apply `entries` in order, one transaction per batch; entries applied. The database
+    failing raises (nothing of the failed batch is applied: retry later, same order). A batch
+    that fails otherwise is applied one entry at a time, and an entry no replay can apply is
+    set aside (`rejected.jsonl`) rather than block the others."""
+    applied = 0
+    for start in range(0, len(entries), REPLAY_BATCH):
+        batch = entries[start:start + REPLAY_BATCH]
+        try:
+            applied += apply_entries(sessions, batch)
+            continue
+        except DB_ERRORS:
+            raise
+        except Exception:
+            log.warning("journal : un lot de %d enregistrement(s) refusé, rejeu un par un",
+                        len(batch), exc_info=True)
+        for entry in batch:
+            try:
+                applied += apply_entries(sessions, [entry])
+            except DB_ERRORS:
+                raise
+            except Exception:
+                log.exception("journal : enregistrement %s impossible à appliquer, mis de côté "
+                              "dans %s", entry.get("id"), Path(folder) / REJECTED)
+                set_aside(folder, entry)
+    return applied
+
+
+def set_aside(folder: Path, entry: dict) -> None:
+    """Append an entry no replay can apply to `rejected.jsonl` (fsynced), for the operator."""
+    Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(os.open(Path(folder) / REJECTED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+              "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, ensure_ascii=False, default=_json_default) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _journals(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("*.jsonl") if p.name != REJECTED)
+
+
+def orphans(folder: Path) -> list[Path]:
+    """Journals of processes that are gone (their lock is free), left to replay."""
+    found = []
+    for path in _journals(folder):
+        try:
+            with open(path, "rb") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                found.append(path)
+        except (BlockingIOError, FileNotFoundError):
+            continue
+    return found
+
+
 def replay_orphans(folder: Path, sessions: sessionmaker) -> int:
     """Replay the journals of processes that are gone, oldest line first; entries applied.
 
-    A journal whose flock is held belongs to a live process, which replays it itself. A file is
-    deleted once all its entries are applied; a line that cannot be read (cut by a crash while
-    it was written) is logged and skipped.
+    A journal whose flock is held belongs to a live process, which replays it itself; one
+    deleted meanwhile was replayed by another replayer. A file is deleted once all its entries
+    are applied; a line that cannot be read (cut by a crash while it was written) is logged and
+    skipped. The database failing raises: what was applied stays applied, the rest is retried
+    by the next replay.
     """
     applied = 0
-    for path in sorted(Path(folder).glob("*.jsonl")):
-        if path.name == REJECTED:
+    for path in _journals(folder):
+        try:
+            f = open(path, "r+b")
+        except FileNotFoundError:  # replayed and deleted by another process meanwhile
             continue
-        with open(path, "r+b") as f:
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                continue
+            if os.fstat(f.fileno()).st_nlink == 0:  # deleted while we waited for it
                 continue
             entries = []
             for number, raw in enumerate(f.read().splitlines(), start=1):
@@ -208,22 +290,52 @@ def replay_orphans(folder: Path, sessions: sessionmaker) -> int:
                     entries.append(json.loads(raw))
                 except ValueError:
                     log.error("journal %s, ligne %d illisible : ignorée", path.name, number)
-            for start in range(0, len(entries), REPLAY_BATCH):
-                applied += apply_entries(sessions, entries[start:start + REPLAY_BATCH])
-            path.unlink()
+            count = apply_in_order(sessions, entries, folder)
+            path.unlink(missing_ok=True)
+        applied += count
+        if entries:
+            log.warning("journal d'un processus disparu rejoué : %s, %d enregistrement(s) "
+                        "dont %d appliqué(s) maintenant", path.name, len(entries), count)
     return applied
+
+
+def replay_at_start(app) -> threading.Thread | None:
+    """At a web process's start-up, replay the journals of processes that died (a worker
+    killed, the server stopped while the database was down), in a thread that retries until
+    the database answers. None when there is nothing to replay."""
+    folder, sessions = Path(app.config["JOURNAL_DIR"]), app.extensions["svi.sessionmaker"]
+    if not orphans(folder):
+        return None
+
+    def run() -> None:
+        backoff = 0.5
+        while True:
+            try:
+                replay_orphans(folder, sessions)
+                return
+            except DB_ERRORS:
+                log.warning("journal : base indisponible au démarrage, rejeu des journaux de "
+                            "processus disparus dans %.1f s", backoff)
+            except Exception:
+                log.exception("journal : rejeu au démarrage interrompu (repris par le "
+                              "planificateur)")
+                return
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    thread = threading.Thread(target=run, name="svi-journal-orphans", daemon=True)
+    thread.start()
+    return thread
 
 
 def entries_holding(folder: Path, needle: str) -> list[dict]:
     """Entries still written in any journal of `folder` (every process's, this one's included)
     whose line holds `needle`: what another worker recorded but could not commit yet.
 
-    Journals are empty while the database takes writes, so this reads next to nothing then; a
+    Journals only exist while records wait for the database, so this reads nothing then; a
     line being written (not yet whole) is skipped."""
     found, key = [], needle.encode()
-    for path in Path(folder).glob("*.jsonl"):
-        if path.name == REJECTED:
-            continue
+    for path in _journals(folder):
         try:
             data = path.read_bytes()
         except OSError:  # deleted meanwhile by a replay
@@ -237,6 +349,54 @@ def entries_holding(folder: Path, needle: str) -> list[dict]:
     return found
 
 
+#: Referents' acceptances noted on disk (see `note_acceptance`): one file per this many seconds.
+ACCEPTED_WINDOW = 600
+#: Files of noted acceptances kept this long: longer than any forwarded call lasts.
+ACCEPTED_KEEP = 3 * 3600
+
+
+def note_acceptance(folder: Path, leg_sid: str) -> None:
+    """Note on this host that the referent of `leg_sid` accepted the call.
+
+    The dial result that follows may reach another worker when the database has just become
+    unavailable: the acceptance it then cannot read is found here, so the caller, connected
+    and talking, is not told afterwards that every line was busy. One short append (no fsync:
+    only live processes need it) to a file of the current ten minutes; older files go."""
+    folder = Path(folder)
+    window = int(time.time() // ACCEPTED_WINDOW)
+    path = folder / f"accepted-{window}.txt"
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        fd = os.open(path, flags | os.O_EXCL, 0o600)
+        created = True
+    except FileExistsError:
+        fd, created = os.open(path, flags, 0o600), False
+    except FileNotFoundError:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, created = os.open(path, flags, 0o600), True
+    try:
+        os.write(fd, leg_sid.encode() + b"\n")
+    finally:
+        os.close(fd)
+    if created:  # the first of its window: the files no call can still need go
+        for old in folder.glob("accepted-*.txt"):
+            stem = old.stem.removeprefix("accepted-")
+            if stem.isdigit() and int(stem) < window - ACCEPTED_KEEP // ACCEPTED_WINDOW:
+                old.unlink(missing_ok=True)
+
+
+def acceptance_noted(folder: Path, leg_sid: str) -> bool:
+    """True when `note_acceptance` noted this leg on this host."""
+    key = leg_sid.encode()
+    for path in Path(folder).glob("accepted-*.txt"):
+        try:
+            if key in path.read_bytes().splitlines():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def journal_of(app) -> Journal:
     """The app's journal (created on first use)."""
     journal = app.extensions.get("svi.journal")
@@ -244,3 +404,11 @@ def journal_of(app) -> Journal:
         journal = app.extensions["svi.journal"] = Journal(
             app.config["JOURNAL_DIR"], app.extensions["svi.sessionmaker"])
     return journal
+
+
+def init_app(app) -> None:
+    """A web process starts: journals left by dead processes are replayed (not for the
+    `flask` commands: the scheduler replays them every minute, `flask tracking replay-journal`
+    on demand)."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        replay_at_start(app)

@@ -16,10 +16,12 @@ import logging
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import (Column, MetaData, Table, bindparam, delete, exists, func, literal_column,
+                        select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core import observability
 from core import text as text_policy
 from core.db import Base, RawConnection, RawStatement, UTCDateTime
 from core.privacy import mask_number
@@ -41,6 +43,8 @@ NUMBER_FIELDS = ("From", "To", "Caller", "Called")
 EVENT_VALUE_MAX = 120
 #: Key of the step a webhook led to, kept in its event (see `_step_at_hang_up`).
 REACHED = "_reached"
+#: Key of the département and thématique a webhook's flow was in, kept in its event.
+FACTS = "_facts"
 #: Outcome precedence: the flow may state several outcomes over a call (nobody answered, then a
 #: voicemail), and webhooks may come late or twice; the highest one stands, whatever the order.
 #: A technical failure only stands when nothing more telling is known.
@@ -62,7 +66,13 @@ VERB_RESULT_DELAY = timedelta(seconds=60)
 def event_data(form: dict) -> dict:
     """The part of a webhook worth keeping, with phone numbers masked and values bounded."""
     data = {k: text_policy.clean(str(form[k]))[:EVENT_VALUE_MAX] for k in EVENT_FIELDS if k in form}
-    data.update({k: mask_number(form[k]) for k in NUMBER_FIELDS if k in form})
+    masked: dict[str, str] = {}  # From and Caller, To and Called: the same number, masked once
+    for k in NUMBER_FIELDS:
+        if k in form:
+            number = form[k]
+            if number not in masked:
+                masked[number] = mask_number(number)
+            data[k] = masked[number]
     return data
 
 
@@ -92,9 +102,15 @@ def _insert_if_new(db: Session, values: dict, table=Call.__table__, key: str = "
     return conn.execute(_insert_if_absent(conn.dialect.name, table.name, key), values).scalar()
 
 
-def find_call(db: Session, call_sid: str) -> Call | None:
-    """The call of a CallSid, if the service answered it."""
-    return db.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+def find_call(db: Session, call_sid: str, *, lock: bool = False) -> Call | None:
+    """The call of a CallSid, if the service answered it. `lock`: its row is locked until the
+    transaction ends (PostgreSQL), so that two records of one call applied at once (a webhook
+    and a journal's replay, two replays) apply one after the other, each on the other's result,
+    instead of the later commit overwriting the earlier one's changes."""
+    query = select(Call).where(Call.call_sid == call_sid)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.scalars(query).one_or_none()
 
 
 def get_or_create_call(db: Session, call_sid: str, *, caller_hash: str | None = None,
@@ -107,10 +123,10 @@ def get_or_create_call(db: Session, call_sid: str, *, caller_hash: str | None = 
     """
     if not call_sid:
         raise ValueError("webhook without CallSid")
-    call = find_call(db, call_sid)
+    call = find_call(db, call_sid, lock=True)
     if call is None:
         _insert_if_new(db, _new_call(call_sid, caller_hash, caller_masked or "inconnu", called, at))
-        return find_call(db, call_sid)
+        return find_call(db, call_sid, lock=True)
     if caller_masked is not None and call.caller_hash is None and call.caller_masked == "inconnu":
         call.caller_hash, call.caller_masked = caller_hash, caller_masked
     return call
@@ -125,28 +141,32 @@ def record_incoming_call(conn: RawConnection, call_sid: str, *, caller_hash: str
                          event: dict, event_step: str, test: bool = False) -> bool:
     """First webhook of a call: the call with its first facts and the event, committed together.
 
-    The hot path of every call, on the raw connection: two INSERTs in one transaction. Returns
-    False, having written nothing, when the CallSid is already stored (Twilio retried the
-    webhook, or a later webhook came first) or the flow stated more than step, département and
-    thématique: the caller then records it with `record_first_webhook`.
+    The hot path of every call, on the raw connection: one statement, committed on its own
+    (autocommit), which inserts the call then its event. PostgreSQL: the call's INSERT in a CTE
+    feeding its event's (one round trip). SQLite, whose statements write one table each: an
+    INSERT into a view of the connection's own, whose trigger inserts both (see
+    `_sqlite_first_webhook`); the rows it changed tell whether it did.
+
+    Returns False, having written nothing, when the CallSid is already stored (Twilio retried
+    the webhook, or a later webhook came first), when callbacks wait for it (its first record
+    was journaled: the ORM adopts them), or when the flow stated more than step, département
+    and thématique: the caller then records it with `record_first_webhook`.
     """
     if not call_sid:
         raise ValueError("webhook without CallSid")
     if set(track) - _FIRST_FACTS:
         return False
-    values = _new_call(call_sid, caller_hash, caller_masked, called, at, test)
-    values.update(step=track.get("step"), departement_code=track.get("departement"),
-                  thematique=track.get("thematique"), step_at=at if track.get("step") else None)
-    event = reaching(event, track)
-    with conn.transaction():
-        if _RAW_UNMATCHED.scalar(conn, dict(call_sid=call_sid)) is not None:
-            return False  # callbacks came first (its record was journaled): the ORM adopts them
-        call_id = _RAW_INSERT_CALL.scalar(conn, values)
-        if call_id is None:
-            return False
-        _RAW_INSERT_EVENT.execute(conn, dict(call_id=call_id, kind="step", step=event_step,
-                                             at=at, data=event))
-    return True
+    params = _new_call(call_sid, caller_hash, caller_masked, called, at, test)
+    params.update(step=track.get("step"), departement_code=track.get("departement"),
+                  thematique=track.get("thematique"), step_at=at if track.get("step") else None,
+                  event_kind="step", event_step=event_step, event_at=at,
+                  event_data=reaching(event, track))
+    if conn.dialect.name == "postgresql":
+        return _RAW_CALL_AND_EVENT.scalar(conn, params) is not None
+    conn.prepare(_SQLITE_FIRST_WEBHOOK)
+    changed = conn.dbapi.total_changes
+    _RAW_SQLITE_FIRST_WEBHOOK.execute(conn, params)
+    return conn.dbapi.total_changes - changed == 2  # the call and its event, or nothing
 
 
 def record_first_webhook(db: Session, call_sid: str, *, caller_hash: str | None,
@@ -165,24 +185,89 @@ def record_first_webhook(db: Session, call_sid: str, *, caller_hash: str | None,
 
 
 def reaching(event: dict, track: dict) -> dict:
-    """An event's data with the step its webhook led to."""
-    return {**event, REACHED: track["step"]} if track.get("step") else event
+    """An event's data with the step its webhook led to, and the département and thématique
+    the caller was in then when the flow knows either (see `_facts_are_latest`)."""
+    if not track.get("step"):
+        return event
+    if track.get("departement") or track.get("thematique"):
+        return {**event, REACHED: track["step"],
+                FACTS: [track.get("departement"), track.get("thematique")]}
+    return {**event, REACHED: track["step"]}
 
 
-_RAW_INSERT_CALL = RawStatement(lambda dialect: _insert_if_absent(dialect, "calls", "call_sid").values(
-    {name: bindparam(name) for name in ("call_sid", "started_at", "status", "caller_hash",
-                                        "caller_masked", "called_number", "updated_at", "step",
-                                        "departement_code", "thematique", "outcome_inferred",
-                                        "step_at", "test")}))
-_RAW_UNMATCHED = RawStatement(select(UnmatchedCallback.id)
-                              .where(UnmatchedCallback.call_sid == bindparam("call_sid")).limit(1))
-_RAW_INSERT_EVENT = RawStatement(CallEvent.__table__.insert().values(
-    {name: bindparam(name) for name in ("call_id", "kind", "step", "at", "data")}))
-_LAST_DEPARTEMENT = RawStatement(
+#: Columns of a new call written by the hot path (`record_incoming_call`), and of its event.
+_HOT_CALL_COLUMNS = ("call_sid", "started_at", "status", "caller_hash", "caller_masked",
+                     "called_number", "updated_at", "step", "departement_code", "thematique",
+                     "outcome_inferred", "step_at", "test")
+_HOT_EVENT_COLUMNS = ("kind", "step", "at", "data")
+
+
+def _call_if_new(dialect: str):
+    """INSERT the call unless its CallSid is stored or callbacks wait for it, RETURNING its id."""
+    calls, unmatched = Call.__table__, UnmatchedCallback.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    sid = bindparam("call_sid", type_=calls.c.call_sid.type)
+    values = select(*(sid if name == "call_sid" else bindparam(name, type_=calls.c[name].type)
+                      for name in _HOT_CALL_COLUMNS)
+                    ).where(~exists().where(unmatched.c.call_sid == sid))
+    return (insert(calls).from_select(_HOT_CALL_COLUMNS, values)
+            .on_conflict_do_nothing(index_elements=["call_sid"]).returning(calls.c.id))
+
+
+def _call_and_event(dialect: str):
+    """PostgreSQL: the call (`_call_if_new`) and its first event in one statement, RETURNING
+    the call's id (no row when the call was not inserted, nor then its event)."""
+    events, call = CallEvent.__table__, _call_if_new(dialect).cte("new_call")
+    event = [bindparam(f"event_{name}", type_=events.c[name].type) for name in _HOT_EVENT_COLUMNS]
+    return (events.insert().from_select(["call_id", *_HOT_EVENT_COLUMNS], select(call.c.id, *event))
+            .returning(events.c.call_id))
+
+
+_RAW_CALL_AND_EVENT = RawStatement(_call_and_event)
+
+
+def _sqlite_first_webhook() -> tuple[tuple[str, ...], Table]:
+    """SQLite's one-statement write of a new call and its event: the TEMP view and trigger
+    that each hot connection creates for itself (never part of the schema), and the view as a
+    table, for its INSERT's parameters. The trigger's second statement only runs when the first
+    inserted the call (`changes()` is the row count of the trigger's previous statement), with
+    the call's id (`last_insert_rowid()`, within the trigger)."""
+    calls, events = Call.__table__, CallEvent.__table__
+    columns = [Column(name, calls.c[name].type) for name in _HOT_CALL_COLUMNS] + [
+        Column(f"event_{name}", events.c[name].type) for name in _HOT_EVENT_COLUMNS]
+    view = Table("svi_first_webhook", MetaData(), *columns)
+    new = {column.name: literal_column(f"NEW.{column.name}") for column in columns}
+    call = (sqlite.insert(calls)
+            .from_select(_HOT_CALL_COLUMNS, select(*(new[name] for name in _HOT_CALL_COLUMNS))
+                         .where(~exists().where(UnmatchedCallback.__table__.c.call_sid
+                                                == new["call_sid"])))
+            .on_conflict_do_nothing(index_elements=["call_sid"]))
+    event = events.insert().from_select(
+        ["call_id", *_HOT_EVENT_COLUMNS],
+        select(func.last_insert_rowid(), *(new[f"event_{name}"] for name in _HOT_EVENT_COLUMNS))
+        .where(func.changes() == 1))
+    literal = {"dialect": sqlite.dialect(), "compile_kwargs": {"literal_binds": True}}
+    body = ";\n".join(str(statement.compile(**literal)) for statement in (call, event))
+    ddl = (f"CREATE TEMP VIEW IF NOT EXISTS {view.name} AS SELECT "
+           + ", ".join(f"NULL AS {column.name}" for column in columns),
+           f"CREATE TEMP TRIGGER IF NOT EXISTS {view.name}_insert INSTEAD OF INSERT ON {view.name} "
+           f"BEGIN\n{body};\nEND")
+    return ddl, view
+
+
+_SQLITE_FIRST_WEBHOOK, _first_webhook_view = _sqlite_first_webhook()
+_RAW_SQLITE_FIRST_WEBHOOK = RawStatement(_first_webhook_view.insert().values(
+    {column.name: bindparam(column.name) for column in _first_webhook_view.columns}))
+
+
+#: The returning caller's département (see `last_departement`); the incoming call reads it with
+#: the directory version in one statement (ivr/service.py).
+LAST_DEPARTEMENT = (
     select(Call.departement_code)
     .where(Call.caller_hash == bindparam("caller_hash"), Call.call_sid != bindparam("call_sid"),
            Call.departement_code.is_not(None), Call.started_at >= bindparam("since", type_=UTCDateTime))
     .order_by(Call.started_at.desc()).limit(1))
+_LAST_DEPARTEMENT = RawStatement(LAST_DEPARTEMENT)
 
 
 def last_departement(conn: RawConnection, hashed_caller: str | None, *, call_sid: str,
@@ -276,6 +361,14 @@ def apply_flow(db: Session, call: Call, track: dict, *, at: datetime,
                 setattr(call, column, track[fact])
         if track.get("step"):
             call.step_at = at
+    elif (track.get("departement") or track.get("thematique")) \
+            and not _after_hang_up(call, at, timedelta(0)) and _facts_are_latest(db, call, at):
+        # An older webhook applied after a newer one (records of one call journaled by two
+        # processes are replayed in either order): the step stays, but the département and
+        # thématique it knew stand unless a newer webhook stated them.
+        for fact, column in (("departement", "departement_code"), ("thematique", "thematique")):
+            if track.get(fact):
+                setattr(call, column, track[fact])
     if track.get("dialing"):
         call.dial_started_at = min(filter(None, (call.dial_started_at, at)))
     if track.get("closed_reason") and call.closed_reason is None:
@@ -436,11 +529,14 @@ def callback_instant(call: Call, at: datetime, received: datetime | None) -> dat
 def apply_call_status(db: Session, call: Call, *, status: str, duration: int | None,
                       at: datetime) -> None:
     """Status callback of the inbound call: idempotent and order-independent."""
+    ended = call.ended_at is not None
     _apply_status(call, status, duration, at)
     if call.ended_at is not None and call.step_at is not None and call.step_at > call.ended_at:
         _step_at_hang_up(db, call)
     _settle(call)
     db.flush()
+    if not ended and call.ended_at is not None:  # the hang-up: counted once it commits
+        observability.call_ended(db, call)
 
 
 def _step_at_hang_up(db: Session, call: Call) -> None:

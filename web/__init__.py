@@ -26,6 +26,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def init_app(app: Flask) -> None:
     """Bind the extensions, the access policy, the security headers and the blueprints."""
+    registered = _hooks(app)
     production = app.config["SVI_ENV"] == "production"
     secure = production or str(app.config["PUBLIC_BASE_URL"]).startswith("https://")
     app.config.update(
@@ -45,6 +46,8 @@ def init_app(app: Flask) -> None:
     login_manager.login_message_category = "info"
     limiter.init_app(app)
     policy.init_app(app)
+    from accounts import oidc
+    oidc.init_app(app)
 
     from web import admin_pages, auth, dashboard_pages, directory_pages, downloads, home, preview_pages
     for module in (auth, home, directory_pages, admin_pages, preview_pages, downloads,
@@ -52,6 +55,9 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(module.bp)
     from web import email_pages, referent_pages, ticket_pages, token_pages
     for module in (referent_pages, token_pages, ticket_pages, email_pages):
+        app.register_blueprint(module.bp)
+    from web import account_pages, sso_pages
+    for module in (sso_pages, account_pages):
         app.register_blueprint(module.bp)
     import api
     api.init_app(app)
@@ -70,7 +76,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):
         if not _is_webhook():
-            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("Content-Security-Policy", _csp())
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
             response.headers.setdefault("X-Frame-Options", "DENY")
@@ -83,6 +89,7 @@ def init_app(app: Flask) -> None:
                           (413, "Fichier trop volumineux"), (429, "Trop de tentatives"),
                           (500, "Erreur du service")):
         app.register_error_handler(status, _error_page(status, title))
+    _skipped_by_webhooks(app, registered)
 
 
 def phone(number: str) -> str:
@@ -105,6 +112,8 @@ def navigation() -> list[tuple[str, object]]:
     from flask_login import current_user
     from accounts import permissions
     from accounts.models import Role
+    if not permissions.is_active(current_user):  # an account waiting for a role: no menu
+        return []
     items = [("referent_pages.index", "Mes appels"),
              ("ticket_pages.index", "Tickets"),
              ("directory_pages.overview", "Annuaire"),
@@ -124,13 +133,80 @@ def navigation() -> list[tuple[str, object]]:
             ("admin_pages.worked_holidays", "Jours fériés travaillés"),
             ("admin_pages.prompt_list", "Messages"),
             ("email_pages.index", "Courriels"),
+            ("account_pages.index", "Comptes"),
             ("admin_pages.audit_log", "Journal des modifications")]))
     return items
 
 
+def _csp() -> str:
+    """The CSP; with single sign-on, the login and logout forms may lead to the provider."""
+    from flask import current_app
+    from accounts import oidc
+    origins = oidc.provider_origins(current_app)
+    return CSP.replace("form-action 'self'", " ".join(["form-action 'self'", *origins])) \
+        if origins else CSP
+
+
 def _is_webhook() -> bool:
-    """A request for Twilio's part of the service, matched to a route or not."""
-    return request.blueprint == "ivr" or request.path.startswith("/ivr/")
+    """A request for Twilio's part of the service (the ivr blueprint's prefix), matched to a
+    route or not."""
+    return request.path.startswith("/ivr/")
+
+
+_HOOK_LISTS = ("before_request_funcs", "after_request_funcs", "teardown_request_funcs")
+
+
+def _hooks(app: Flask) -> dict[str, list]:
+    """The app-wide request hooks registered so far, by phase."""
+    return {name: list(getattr(app, name).get(None, ())) for name in _HOOK_LISTS}
+
+
+def _skipped_by_webhooks(app: Flask, registered: dict[str, list]) -> None:
+    """Group the app-wide hooks `init_app` added (its own and its extensions': CSRF, rate
+    limits, login, access rules, API body check, security headers) into one hook per phase,
+    which Twilio's webhooks skip.
+
+    None of them has anything to do for a webhook (its blueprint is exempt from each, or they
+    only touch pages and their cookies), yet together they cost several times the webhook's own
+    signature check: the incoming-call step is one of the service's speed targets. Hooks of the
+    app's core (database edge, access log and metrics) are left as they are and still run."""
+    for name in _HOOK_LISTS:
+        funcs = getattr(app, name).get(None, [])
+        known = {id(f) for f in registered[name]}
+        added = [f for f in funcs if id(f) not in known]
+        if not added:
+            continue
+        where = funcs.index(added[0])
+        funcs[:] = [f for f in funcs if id(f) in known]
+        funcs.insert(where, _group(name, [app.ensure_sync(f) for f in added]))
+
+
+def _group(phase: str, funcs: list):
+    """One hook running `funcs` as Flask would (before: in order, until one answers; after and
+    teardown: in reverse order), except for a webhook."""
+    if phase == "before_request_funcs":
+        def web_before_request():
+            if not _is_webhook():
+                for func in funcs:
+                    answer = func()
+                    if answer is not None:
+                        return answer
+            return None
+        return web_before_request
+    ordered = funcs[::-1]
+    if phase == "after_request_funcs":
+        def web_after_request(response):
+            if not _is_webhook():
+                for func in ordered:
+                    response = func(response)
+            return response
+        return web_after_request
+
+    def web_teardown_request(exc):
+        if not _is_webhook():
+            for func in ordered:
+                func(exc)
+    return web_teardown_request
 
 
 def _error_page(status: int, title: str):

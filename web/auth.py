@@ -57,6 +57,8 @@ def _safe_next(target: str | None) -> str | None:
     """Only a path of this site: never an open redirect."""
     if not target:
         return None
+    if any(ord(c) < 32 or c in "\x7f\\" for c in target):
+        return None  # a line break would end in a 500 at the redirect (urlsplit drops it)
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
@@ -90,11 +92,17 @@ def login():
 @bp.post("/deconnexion")
 @policy.allow(policy.public)
 def logout():
-    """End the session, and every other one of the account (a form with its CSRF token)."""
+    """End the session, and every other one of the account (a form with its CSRF token); after
+    a single sign-on, the provider's session too (web/sso_pages.py)."""
+    from web import sso_pages
+    id_token = session.get(sso_pages.ID_TOKEN) if current_user.is_authenticated else None
     if current_user.is_authenticated:
         operations.end_sessions(db.session(), current_user._get_current_object())
     logout_user()
     session.clear()
+    away = sso_pages.provider_logout(id_token)
+    if away is not None:
+        return away
     flash("Vous êtes déconnecté.", "success")
     return redirect(url_for("auth.login"))
 

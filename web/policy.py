@@ -20,7 +20,7 @@ Rule = Callable[[object, dict], bool]
 #: Endpoints outside this policy: they authenticate in their own way (Twilio signature) or
 #: serve public files.
 EXEMPT_BLUEPRINTS = {"ivr"}
-EXEMPT_ENDPOINTS = {"static", "healthz", "prompt_audio"}
+EXEMPT_ENDPOINTS = {"static", "healthz", "readyz", "metrics", "prompt_audio"}
 
 
 def public(user, args) -> bool:
@@ -140,4 +140,6 @@ def init_app(app: Flask) -> None:
             return None
         if user is None:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if permissions.awaits_role(user):  # single sign-on, no role granted yet: nothing else
+            return redirect(url_for("sso.waiting"))
         abort(403)
