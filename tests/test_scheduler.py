@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,8 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
 from openpyxl import load_workbook
 from sqlalchemy import select
 
@@ -28,7 +25,7 @@ from core.cli import upgrade
 from scheduler import cli as scheduler_cli
 from scheduler import jobs, runs
 from scheduler.models import JobRun
-from tests import factories
+from tests import factories, mailserver
 from tests.conftest import PARIS
 from tracking.models import Call, CallEvent, Channel
 
@@ -38,42 +35,10 @@ TEAM = ["pilotage@example.gouv.fr", "equipe.nationale@example.gouv.fr"]
 
 # --- a real SMTP server on loopback ------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    """aiosmtpd handler keeping what it receives."""
-
-    def __init__(self):
-        self.envelopes = []
-        self.logins = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        self.logins.append((auth_data.login.decode(), auth_data.password.decode()))
-        return AuthResult(success=auth_data.password == b"bon-mot-de-passe", handled=False)
-
-    def messages(self):
-        # SMTP carries CRLF line ends; the message as written has LF.
-        return [email.message_from_bytes(e.content.replace(b"\r\n", b"\n"), policy=email.policy.default)
-                for e in self.envelopes]
-
-
 @pytest.fixture
 def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port(),
-                            authenticator=inbox.authenticate, auth_require_tls=False)
-    controller.start()
-    inbox.port = controller.port
-    yield inbox
-    controller.stop()
+    with mailserver.running(authentication=True) as inbox:
+        yield inbox
 
 
 def _mail_config(**overrides) -> dict:
@@ -113,7 +78,7 @@ def test_mail_is_delivered_over_smtp_in_utf8(smtp_server, caplog):
 
 def test_mail_errors_are_clear_and_never_carry_the_body(smtp_server, caplog):
     body = "Appel du +33612345678 : données personnelles"
-    closed = _free_port()
+    closed = mailserver.free_port()
     with pytest.raises(mail.MailError, match=f"impossible via 127.0.0.1:{closed}") as err:
         mail.send(_mail_config(SMTP_HOST="127.0.0.1", SMTP_PORT=closed), to=TEAM, subject="Essai", body=body)
     assert "+33612345678" not in str(err.value)
@@ -360,7 +325,7 @@ def test_quarterly_workbooks_are_written_and_linked_by_email_once(job_app, db, c
 
 def test_quarterly_workbooks_retry_after_a_mail_failure(job_app, db, smtp_server, tmp_path):
     port = job_app.config["SMTP_PORT"]
-    job_app.config["SMTP_PORT"] = _free_port()  # nobody listens there
+    job_app.config["SMTP_PORT"] = mailserver.free_port()  # nobody listens there
     failed = jobs.quarterly_workbooks(job_app, "2026-Q3")
     assert failed.status == "failed" and "impossible via 127.0.0.1" in failed.message
     assert db.scalars(select(JobRun)).one().status == "failed"

@@ -3,13 +3,9 @@ tickets' scheduled jobs (automatic closure, daily digest) under a controlled clo
 
 from __future__ import annotations
 
-import email
-import email.policy
-import socket
 from datetime import datetime
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from accounts import operations as accounts
@@ -17,7 +13,7 @@ from accounts.models import Role, User
 from audit.models import AuditEntry
 from audit.operations import Actor
 from scheduler import jobs
-from tests import factories
+from tests import factories, mailserver
 from tests.conftest import PARIS
 from tests.helpers import call_record
 from tickets import emails, operations
@@ -27,40 +23,10 @@ ADMIN = Actor.cli()
 TEAM = ["equipe.nationale@example.gouv.fr", "pilotage@example.gouv.fr"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    """aiosmtpd handler keeping what it receives."""
-
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self):
-        return [email.message_from_bytes(e.content.replace(b"\r\n", b"\n"), policy=email.policy.default)
-                for e in self.envelopes]
-
-    def by_subject(self, fragment: str):
-        found = [m for m in self.messages() if fragment in m["Subject"]]
-        assert len(found) == 1, [m["Subject"] for m in self.messages()]
-        return found[0]
-
-
 @pytest.fixture
 def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
+    with mailserver.running() as handler:
+        yield handler
 
 
 @pytest.fixture
@@ -142,7 +108,7 @@ def test_voice_path_emails_leave_only_after_the_commit(mail_app, db, clock, inbo
 
 def test_a_failed_send_keeps_the_ticket_and_says_so(mail_app, db, clock, inbox, caplog):
     _referents(db)
-    mail_app.config["SMTP_PORT"] = _free_port()  # nobody listens there
+    mail_app.config["SMTP_PORT"] = mailserver.free_port()  # nobody listens there
     call = factories.call(db, departement="93")
     ticket = operations.from_voicemail(db, call)
     db.commit()
@@ -362,7 +328,7 @@ def test_a_digest_that_could_not_be_sent_is_sent_by_the_next_run(mail_app, db, c
     db.commit()
     inbox.envelopes.clear()
     port = mail_app.config["SMTP_PORT"]
-    mail_app.config["SMTP_PORT"] = _free_port()
+    mail_app.config["SMTP_PORT"] = mailserver.free_port()
     clock.set("2026-12-22T07:30")
     failed = jobs.tickets_digest(mail_app)
     assert failed.status == "failed" and "impossible via 127.0.0.1" in failed.message
@@ -371,32 +337,17 @@ def test_a_digest_that_could_not_be_sent_is_sent_by_the_next_run(mail_app, db, c
     assert len(inbox.envelopes) == 1
 
 
-class PickyInbox(Inbox):
-    """An SMTP server that refuses one mailbox and accepts the others."""
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("ref.b@"):
-            return "550 5.1.1 boîte inconnue"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-
 def test_recipients_refused_by_the_smtp_server_show_in_the_ticket_history(app, db, clock,
                                                                            tmp_path):
-    picky = PickyInbox()
-    controller = Controller(picky, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port,
+    with mailserver.running() as picky:
+        picky.refuse.add("ref.b@example.gouv.fr")
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=picky.port,
                           MAIL_OUTBOX_DIR=str(tmp_path / "outbox"))
         _referents(db)
         call = factories.call(db, departement="93")
         ticket = operations.from_callback(db, call, "+33612345678")
         db.commit()
         assert emails.drain(app)
-    finally:
-        emails.drain(app)
-        controller.stop()
     [envelope] = picky.envelopes
     assert envelope.rcpt_tos == ["ref.a@example.gouv.fr"]
     db.expire_all()

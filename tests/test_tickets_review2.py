@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
@@ -24,7 +22,7 @@ from core.db import make_engine
 from devtools.twilio_standin import TwilioStandin, silent_mp3
 from ivr.simulator import Referent
 from scheduler import jobs
-from tests import factories
+from tests import factories, mailserver
 from tests.webclient import csrf_token, login, make_user
 from tickets import emails, operations
 from tickets.models import ClosureStatus, Ticket, TicketEvent, TicketStatus
@@ -37,42 +35,10 @@ TO_93 = ["93", "1", "1"]
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    """aiosmtpd handler keeping what it receives; refuses the addresses in `refuse` (550)."""
-
-    def __init__(self):
-        self.envelopes = []
-        self.refuse: set[str] = set()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.lower() in self.refuse:
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self):
-        return [email.message_from_bytes(e.content.replace(b"\r\n", b"\n"),
-                                         policy=email.policy.default) for e in self.envelopes]
-
-
 @pytest.fixture
 def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
+    with mailserver.running() as handler:
+        yield handler
 
 
 @pytest.fixture
