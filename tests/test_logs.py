@@ -63,12 +63,14 @@ def test_every_request_of_a_call_is_one_json_line_with_its_callsid(app, twilio, 
                 assert line["leg_sid"] == params["CallSid"]
         steps = {line["step"] for line in requests if "step" in line}
         assert "welcome" in steps and len(steps) >= 4, steps  # the flow's steps, by name
-        assert any(line["logger"] == "svi.ivr" for line in mine)  # the app's own lines too
+    # The app's own lines carry the CallSid too (« callback requested … », masked number).
+    assert any(line["logger"] == "svi.ivr" and line.get("call_sid") == callback.call_sid
+               for line in lines)
     assert any("leg_sid" in line for line in lines)
     # No number in clear anywhere: neither the caller's nor the one typed for the callback.
     for digits in ("612345678", "611223344", "6 12 34 56 78"):
         assert digits not in output
-    assert "+336••••••78" in output  # the caller, masked, in « incoming call … from … »
+    assert "+336••••••44" in output  # the typed number, masked, in « callback requested … »
 
 
 def test_probes_are_not_logged_at_info(app, captured):
