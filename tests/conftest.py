@@ -85,6 +85,8 @@ def app(request, database_urls, tmp_path_factory):
     journal = application.extensions.get("svi.journal")
     if journal is not None:  # records journaled by the test: replayed before the next one
         journal.wait_until_empty(timeout=30)
+    from tickets import emails
+    emails.drain(application)  # the voice path mails in the background: sent before the next test
     core_db.dispose(application)
 
 

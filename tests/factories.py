@@ -92,3 +92,12 @@ def solicitation_row(db, *, departement: str = "75", occurred_at: datetime = DEF
                             comment=comment, source=source)
     db.commit()
     return row
+
+
+def tickets(db) -> list:
+    """Every ticket, oldest first, read afresh."""
+    from sqlalchemy import select
+
+    from tickets.models import Ticket
+    db.expire_all()
+    return db.scalars(select(Ticket).order_by(Ticket.id)).all()

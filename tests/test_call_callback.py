@@ -15,29 +15,16 @@ from sqlalchemy.orm import sessionmaker
 
 from core.db import make_engine
 from ivr.simulator import Referent
+from tests import factories
 from tests.helpers import call_record, heard
 from tests.webclient import form_fields
-from tickets import emails
-from tickets.models import Ticket, TicketKind
+from tickets.models import TicketKind
 from tracking.journal import journal_of
 from tracking.models import CallEvent, Outcome
 
 NOBODY = Referent("no-answer")
 #: Département 93 (two lines rung one after the other), confirmed, motif « incident technique ».
 TO_93 = ["93", "1", "1"]
-
-
-@pytest.fixture(autouse=True)
-def _mail_sent(request):
-    app = request.getfixturevalue("app") if "app" in request.fixturenames else None
-    yield
-    if app is not None:  # the voice path mails in the background: done before the next test
-        emails.drain(app)
-
-
-def _tickets(db) -> list[Ticket]:
-    db.expire_all()
-    return db.scalars(select(Ticket).order_by(Ticket.id)).all()
 
 
 def _stored_text(db, call) -> str:
@@ -58,7 +45,7 @@ def test_a_caller_is_called_back_on_the_number_they_call_from(twilio, db, clock)
                            "Seine-Saint-Denis vous rappellera dès que possible. Au revoir.")
     call = call_record(db, t.call_sid)
     assert call.outcome is Outcome.no_answer  # a callback request is not an answer
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert (ticket.kind, ticket.callback_number, ticket.call_id) == (
         TicketKind.callback, "+33612345678", call.id)
     assert ticket.departement_code == "93" and ticket.caller_masked == "+336••••••78"
@@ -80,7 +67,7 @@ def test_another_number_is_read_back_and_a_wrong_entry_gets_another_chance(
             "corriger, tapez 2.") in text
     assert "Vous avez indiqué le zéro 6, 98, 76, 54, 32." in text
     assert t.heard[-1].startswith("Votre demande de rappel est enregistrée.")
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert ticket.callback_number == "+33698765432"
     # Personal data: the typed number is stored in clear in the ticket only — not in the call's
     # events, not in the URLs Twilio is given (access logs), not in the application's logs.
@@ -106,7 +93,7 @@ def test_a_hidden_caller_is_asked_to_type_a_number(twilio, db, clock):
             "rappeler, tapez 2. | Pour laisser un message, tapez 3.") in text
     assert "Ce choix n'est pas valide." in text
     assert "Vous avez indiqué le zéro 5, 90, 12, 34, 56." in text
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert ticket.callback_number == "+590590123456" and ticket.caller_masked == "masqué"
 
 
@@ -114,7 +101,7 @@ def test_a_caller_calling_from_a_sip_address_is_treated_as_hidden(twilio, db):
     t = twilio.call(caller="sip:agent@pbx.example.gouv.fr", keys=TO_93 + ["1"])
     assert "au numéro d'où vous appelez" not in heard(t)
     assert "Ce choix n'est pas valide." in heard(t)
-    assert _tickets(db) == []
+    assert factories.tickets(db) == []
 
 
 def test_no_number_after_every_attempt_leads_to_the_voicemail(twilio, db):
@@ -126,7 +113,7 @@ def test_no_number_after_every_attempt_leads_to_the_voicemail(twilio, db):
     assert "Nous n'avons reçu aucune saisie." not in text  # the third one ends the questions
     assert "Nous n'avons pas pu enregistrer de numéro de rappel. | Vous pouvez laisser un " \
            "message après le bip" in text
-    assert [t.kind for t in _tickets(db)] == [TicketKind.voicemail]
+    assert [t.kind for t in factories.tickets(db)] == [TicketKind.voicemail]
     assert call_record(db, t.call_sid).outcome is Outcome.voicemail
 
 
@@ -137,14 +124,14 @@ def test_no_confirmation_is_no_callback(twilio, db):
     assert text.count("Vous avez indiqué le zéro 6, 12, 34, 56, 78.") == 3
     assert "Nous n'avons reçu aucune saisie." in text and "Ce choix n'est pas valide." in text
     assert "Nous n'avons pas pu enregistrer de numéro de rappel." in text
-    assert [t.kind for t in _tickets(db)] == []  # no message left either (voicemail of 0 s)
+    assert [t.kind for t in factories.tickets(db)] == []  # no message left either (voicemail of 0 s)
 
 
 def test_no_callback_is_offered_when_the_departement_is_closed(twilio, db, clock):
     clock.set("2026-12-19T10:00")  # Saturday
     t = twilio.call(caller="+33612345678", keys=["75", "1", "1"], voicemail_seconds=5)
     assert "Nous pouvons vous rappeler." not in heard(t)
-    assert [t.kind for t in _tickets(db)] == [TicketKind.voicemail]
+    assert [t.kind for t in factories.tickets(db)] == [TicketKind.voicemail]
 
 
 def test_without_voicemail_the_offer_has_no_message_option(twilio, db):
@@ -154,7 +141,7 @@ def test_without_voicemail_the_offer_has_no_message_option(twilio, db):
     assert "Pour être rappelé au numéro d'où vous appelez, tapez 1." in text
     assert "Pour laisser un message" not in text
     assert "Vous pouvez faire votre demande en ligne" in text
-    assert _tickets(db) == []
+    assert factories.tickets(db) == []
 
 
 def test_a_retried_confirmation_makes_one_ticket(twilio, db):
@@ -163,7 +150,7 @@ def test_a_retried_confirmation_makes_one_ticket(twilio, db):
     assert params.get("Digits") == "1"
     status, body = twilio.post(t, url, params)  # Twilio retries it (a timeout on its side)
     assert status == 200 and "Votre demande de rappel est enregistrée" in body
-    assert [(t.kind, t.callback_number) for t in _tickets(db)] == [
+    assert [(t.kind, t.callback_number) for t in factories.tickets(db)] == [
         (TicketKind.callback, "+33612345678")]
 
 
@@ -183,13 +170,13 @@ def test_a_callback_confirmed_while_the_database_is_down_is_journaled_then_ticke
         # The caller is answered all the same; the record waits in the journal.
         assert pause is None and "Votre demande de rappel est enregistrée" in heard(t)
         assert [e["kind"] for e in journal.pending()][-1] == "step"
-        assert _tickets(db) == []
+        assert factories.tickets(db) == []
         # The number is personal data: the journal is readable by the service's user only.
         assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
     finally:
         app.extensions["svi.voice_sessionmaker"], journal.sessions = working
     assert journal.wait_until_empty(timeout=30)
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert ticket.callback_number == "+33612345678"
 
 
@@ -204,7 +191,7 @@ def test_a_tampered_number_in_the_url_gets_the_apology(app, twilio, db):
     forged = urlunsplit(url._replace(query=urlencode(query)))
     status, body = twilio.post(t, forged, dict(pause.base, Digits="1"))
     assert status == 200 and "difficulté technique" in body
-    assert _tickets(db) == []
+    assert factories.tickets(db) == []
 
 
 def test_the_preview_plays_the_callback_offer(admin):
@@ -236,7 +223,7 @@ def test_the_simulator_reaches_the_callback_steps(admin, db):
     page = admin.get("/simulateur").get_data(as_text=True)
     assert "Vous avez indiqué le zéro 6, 12, 34, 56, 78." in page
     assert "Votre demande de rappel est enregistrée." in page and "Appel terminé" in page
-    assert _tickets(db) == []  # a test call: no ticket, no email to the referents
+    assert factories.tickets(db) == []  # a test call: no ticket, no email to the referents
 
 
 # --- the pure pieces ---------------------------------------------------------------------------

@@ -3,33 +3,19 @@ whether Twilio retries the recording webhook or the record is replayed from the 
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core.db import make_engine
 from ivr.simulator import Referent
+from tests import factories
 from tests.helpers import call_record, heard
-from tickets import emails
-from tickets.models import Ticket, TicketKind, TicketStatus
+from tickets.models import TicketKind, TicketStatus
 from tracking.journal import apply_entries, journal_of
 from tracking.models import Outcome, Solicitation
 
 NOBODY = Referent("no-answer")
 TO_93 = ["93", "1", "1"]
-
-
-@pytest.fixture(autouse=True)
-def _mail_sent(request):
-    app = request.getfixturevalue("app") if "app" in request.fixturenames else None
-    yield
-    if app is not None:  # the voice path mails in the background: done before the next test
-        emails.drain(app)
-
-
-def _tickets(db) -> list[Ticket]:
-    db.expire_all()
-    return db.scalars(select(Ticket).order_by(Ticket.id)).all()
 
 
 def test_a_voicemail_becomes_a_ticket(twilio, db, clock):
@@ -39,7 +25,7 @@ def test_a_voicemail_becomes_a_ticket(twilio, db, clock):
     assert "Votre message a bien été enregistré." in heard(t)
     call = call_record(db, t.call_sid)
     assert call.outcome is Outcome.voicemail
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert (ticket.kind, ticket.status, ticket.call_id) == (TicketKind.voicemail, TicketStatus.new,
                                                              call.id)
     assert ticket.departement_code == "93" and ticket.recording_seconds == 40
@@ -53,20 +39,20 @@ def test_a_voicemail_becomes_a_ticket(twilio, db, clock):
 def test_a_caller_who_chooses_nothing_still_reaches_the_voicemail(twilio, db):
     t = twilio.call(caller="+33612345678", keys=TO_93, voicemail_seconds=12)
     assert "Nous pouvons vous rappeler." in heard(t)
-    assert [t.kind for t in _tickets(db)] == [TicketKind.voicemail]
+    assert [t.kind for t in factories.tickets(db)] == [TicketKind.voicemail]
 
 
 def test_a_voicemail_left_while_closed_becomes_a_ticket_too(twilio, db, clock):
     clock.set("2026-12-19T10:00")  # Saturday: closed, voicemail offered
     t = twilio.call(caller="+33612345678", keys=["75", "1", "1"], voicemail_seconds=20)
     assert call_record(db, t.call_sid).outcome is Outcome.out_of_hours
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert ticket.kind is TicketKind.voicemail and ticket.departement_code == "75"
 
 
 def test_an_empty_voicemail_is_no_ticket(twilio, db):
     twilio.call(caller="+33612345678", keys=TO_93 + ["3"], voicemail_seconds=0)
-    assert _tickets(db) == []
+    assert factories.tickets(db) == []
 
 
 def test_a_retried_recording_webhook_makes_one_ticket(twilio, db):
@@ -75,7 +61,7 @@ def test_a_retried_recording_webhook_makes_one_ticket(twilio, db):
     for _ in range(2):  # Twilio retries it (a timeout on its side), twice
         status, body = twilio.post(t, url, params)
         assert status == 200 and "Votre message a bien été enregistré." in body
-    assert [t.kind for t in _tickets(db)] == [TicketKind.voicemail]
+    assert [t.kind for t in factories.tickets(db)] == [TicketKind.voicemail]
 
 
 def test_a_recording_replayed_from_the_journal_makes_one_ticket(app, twilio, db):
@@ -97,17 +83,17 @@ def test_a_recording_replayed_from_the_journal_makes_one_ticket(app, twilio, db)
         twilio.post(t, url, params)  # Twilio's retry, journaled as well
         entries = journal.pending()
         assert [e["kind"] for e in entries][-2:] == ["step", "step"]
-        assert _tickets(db) == []
+        assert factories.tickets(db) == []
     finally:
         app.extensions["svi.voice_sessionmaker"], journal.sessions = working
     assert journal.wait_until_empty(timeout=30)
-    [ticket] = _tickets(db)
+    [ticket] = factories.tickets(db)
     assert ticket.kind is TicketKind.voicemail and ticket.recording_seconds == 30
     assert apply_entries(app.extensions["svi.sessionmaker"], entries) == 0  # already applied
-    assert len(_tickets(db)) == 1
+    assert len(factories.tickets(db)) == 1
     assert call_record(db, t.call_sid).outcome is Outcome.voicemail
 
 
 def test_a_test_call_leaves_no_ticket(twilio, db):
     twilio.call(caller="+33612345678", keys=TO_93 + ["3"], voicemail_seconds=10, test=True)
-    assert _tickets(db) == []
+    assert factories.tickets(db) == []
