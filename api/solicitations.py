@@ -12,6 +12,7 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from accounts import permissions
+from audit.operations import Actor
 from api.fields import (Boolean, Date, DateTime, Integer, List, Nested, Schema, String,
                         in_range, one_of)
 from core import db
@@ -315,7 +316,8 @@ def qualify(body: dict, reference: str):
     try:
         rows = solicitations.qualify_motifs(
             db.session(), row, motifs, comment=body["comment"], resolved=body["resolved"],
-            escalated=body["escalated"], expected_state=body["version"])
+            escalated=body["escalated"], expected_state=body["version"],
+            actor=Actor.api(policy.acting_user()))
     except solicitations.StaleQualification:
         db.rollback()
         abort(409, message="cet appel a été qualifié depuis la lecture de sa `version` (par "
@@ -342,7 +344,8 @@ def add_solicitation(body: dict):
         row = solicitations.add(
             db.session(), departement=code, occurred_at=at, channel=Channel[body["channel"]],
             thematique=body["thematique"], motif=body["motif"], sous_motif=body["sous_motif"],
-            comment=body["comment"], resolved=body["resolved"], escalated=body["escalated"])
+            comment=body["comment"], resolved=body["resolved"], escalated=body["escalated"],
+            actor=Actor.api(policy.acting_user()))
     except solicitations.SolicitationError as exc:
         db.rollback()
         _refused(exc)

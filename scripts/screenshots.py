@@ -106,6 +106,7 @@ def seed_calls(server: liveserver.LiveServer) -> None:
     """A few calls and an email for « Mes appels » (the demo database has none)."""
     from datetime import UTC, datetime, timedelta
 
+    from audit.operations import Actor
     from tracking import solicitations
     from tracking.models import Call, CallEvent, CallLeg, Channel, Outcome
     start = datetime(2026, 12, 21, 8, 0, tzinfo=UTC)
@@ -137,7 +138,7 @@ def seed_calls(server: liveserver.LiveServer) -> None:
             solicitations.sync_call(session, call)
         solicitations.add(session, departement="93", occurred_at=start - timedelta(hours=2),
                           channel=Channel.email, thematique="usage", motif="doublons",
-                          comment="Courriel du guichet de Bobigny")
+                          comment="Courriel du guichet de Bobigny", actor=Actor.cli())
         core_db.commit()
 
 

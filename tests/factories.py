@@ -9,10 +9,14 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, date, datetime, time
 
+from audit.operations import Actor
 from directory import operations
 from directory.models import Departement, RingStrategy
 from tracking import solicitations
 from tracking.models import Call, CallEvent, Channel, Outcome, Solicitation, Source
+
+#: Who the tests' changes are made by (audit log).
+ACTOR = Actor("test:pytest")
 
 _sids = itertools.count(1)
 #: When arranged calls happen unless told: a Monday morning, open in Paris.
@@ -89,7 +93,7 @@ def solicitation_row(db, *, departement: str = "75", occurred_at: datetime = DEF
     """A solicitation added by hand (an email unless told), qualified when given keys or labels."""
     row = solicitations.add(db, departement=departement, occurred_at=occurred_at, channel=channel,
                             thematique=thematique, motif=motif, sous_motif=sous_motif,
-                            comment=comment, source=source)
+                            comment=comment, source=source, actor=ACTOR)
     db.commit()
     return row
 

@@ -124,6 +124,8 @@ def test_qualify_with_two_motifs_then_a_stale_version_is_refused(api, db):
     db.expire_all()
     assert db.scalar(select(Solicitation.comment).where(
         Solicitation.reference == row.reference)) == "deux sujets"
+    [entry] = db.scalars(select(AuditEntry).where(AuditEntry.entity == "sollicitation")).all()
+    assert entry.actor.startswith("api:") and entry.summary == f"{row.reference} qualifiée : 2 motif(s)"
 
 
 def test_add_an_email_solicitation(api, db):

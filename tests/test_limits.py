@@ -196,7 +196,7 @@ def test_an_absurd_date_is_a_named_error(app, db, tmp_path):
 def test_a_long_import_commits_by_batches_and_undoes_them_if_one_fails(app, db, tmp_path,
                                                                         monkeypatch):
     monkeypatch.setattr(workbook_import, "APPLY_BATCH", 3)
-    existing = solicitations.add(db, departement="93", channel=Channel.phone_direct,
+    existing = solicitations.add(db, actor=factories.ACTOR, departement="93", channel=Channel.phone_direct,
                                  occurred_at=datetime(2026, 11, 2, 9, tzinfo=PARIS), comment="avant")
     db.commit()
     rows = [_email_row(f"courriel {i}") for i in range(10)]
@@ -241,7 +241,7 @@ def test_reimporting_an_unmodified_export_changes_nothing(app, db, tmp_path):
                    started_at=datetime(2026, 11, 9, 10, tzinfo=PARIS), wait_seconds=0, talk_seconds=60)
     for comment in ("\tcommence par une tabulation", "  espaces autour  ", "=1+1", "'quote",
                     "ligne 1\nligne 2"):
-        solicitations.add(db, departement="93", channel=Channel.email, comment="x",
+        solicitations.add(db, actor=factories.ACTOR, departement="93", channel=Channel.email, comment="x",
                           occurred_at=datetime(2026, 11, 10, 9, tzinfo=PARIS))
     db.commit()
     # Text stored before the policy, or by hand: exported cleaned, never written back.

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from audit.models import AuditEntry
 from ivr.simulator import Referent
 from tests import factories
 from tests.helpers import call_record
@@ -56,16 +57,17 @@ def test_overseas_rows_are_in_local_time(twilio, db, clock):
 def test_qualify_split_and_add(db):
     call = factories.call(db, departement="57")
     [row] = _rows(db, call)
-    solicitations.qualify(db, row, thematique="usage", motif="Traitement des doublons",
+    solicitations.qualify(db, row, actor=factories.ACTOR, thematique="usage", motif="Traitement des doublons",
                           comment="doublon signalé", resolved=True, escalated=False)
     db.commit()
     assert (row.thematique.key, row.motif.key, row.resolved_first_level) == ("usage", "doublons", True)
     with pytest.raises(solicitations.SolicitationError, match="motif de « Usage du SI » inconnu"):
-        solicitations.qualify(db, row, thematique="usage", motif="incident")
+        solicitations.qualify(db, row, actor=factories.ACTOR, thematique="usage", motif="incident")
     db.rollback()
 
     rows = solicitations.split(db, row, [("usage", "doublons", None),
-                                         ("assistance_technique", "incident", "Message d'erreur")])
+                                         ("assistance_technique", "incident", "Message d'erreur")],
+                               actor=factories.ACTOR)
     db.commit()
     assert [(r.is_primary, r.call_id, r.motif.key) for r in rows] == [
         (True, row.call_id, "doublons"), (False, row.call_id, "incident")]
@@ -74,7 +76,7 @@ def test_qualify_split_and_add(db):
     solicitations.sync_call(db, call_record(db, call.call_sid))
     assert _rows(db, call_record(db, call.call_sid))[0].motif.key == "doublons"
 
-    added = solicitations.add(db, departement="57", occurred_at=datetime(2026, 12, 22, 9, tzinfo=PARIS),
+    added = solicitations.add(db, actor=factories.ACTOR, departement="57", occurred_at=datetime(2026, 12, 22, 9, tzinfo=PARIS),
                               channel=solicitations.channel_from("courriel"), thematique="habilitations",
                               motif="creation")
     db.commit()
@@ -82,12 +84,12 @@ def test_qualify_split_and_add(db):
     with pytest.raises(solicitations.SolicitationError, match="canal inconnu"):
         solicitations.channel_from("pigeon voyageur")
     with pytest.raises(solicitations.SolicitationError, match="département inconnu"):
-        solicitations.add(db, departement="99", occurred_at=datetime(2026, 12, 22, tzinfo=PARIS),
+        solicitations.add(db, actor=factories.ACTOR, departement="99", occurred_at=datetime(2026, 12, 22, tzinfo=PARIS),
                           channel=Channel.email)
 
 
 def test_renaming_a_motif_keeps_history_readable(db, tmp_path):
-    row = solicitations.add(db, departement="75", occurred_at=datetime(2026, 11, 2, 10, tzinfo=PARIS),
+    row = solicitations.add(db, actor=factories.ACTOR, departement="75", occurred_at=datetime(2026, 11, 2, 10, tzinfo=PARIS),
                             channel=Channel.email, thematique="usage", motif="doublons")
     db.commit()
     renamed = taxonomy.DEFAULT_FILE.read_text(encoding="utf-8").replace(
@@ -126,6 +128,42 @@ def test_solicitation_commands(app, twilio, db, clock):
     bad = runner.invoke(args=["solicitations", "qualify", "S-NOPE", "--thematique", "x", "--motif", "y"])
     assert bad.exit_code != 0 and "sollicitation introuvable" in bad.output
     assert runner.invoke(args=["motifs", "load"]).output.startswith("6 thématiques")
+    # Each change is in the audit log, in the name of the system account that ran the command.
+    entries = _audit(db)
+    assert [e.summary for e in entries] == [
+        f"{row.reference} qualifiée : 1 motif(s)", f"{row.reference} qualifiée : 2 motif(s)",
+        entries[2].summary]
+    assert entries[2].summary.startswith("S-") and entries[2].summary.endswith("ajoutée (Courriel)")
+    assert all(e.actor.startswith("cli:") and e.departement_code == "93" for e in entries)
+    assert entries[0].changes["Motifs"] == ["À qualifier",
+                                            "Usage du SI › Saisie et consultation des demandes"]
+    assert entries[0].changes["Résolu au niveau 1"] == ["", "oui"]
+    assert entries[1].changes["Motifs"][1] == ("Usage du SI › Saisie et consultation des demandes"
+                                               " ; Habilitations et comptes › Modification des droits")
+
+
+def _audit(db) -> list[AuditEntry]:
+    db.expire_all()
+    return db.scalars(select(AuditEntry).where(AuditEntry.entity == "sollicitation")
+                      .order_by(AuditEntry.id)).all()
+
+
+def test_qualification_sent_twice_is_audited_once(app, db):
+    call = factories.call(db, departement="93", thematique="usage")
+    [row] = _rows(db, call)
+    motifs = [("usage", "doublons", None), ("habilitations", "creation", None)]
+    for _ in range(2):
+        solicitations.qualify_motifs(db, row, motifs, comment="deux sujets", actor=factories.ACTOR)
+        db.commit()
+    [entry] = _audit(db)
+    assert entry.actor == "test:pytest" and entry.summary == f"{row.reference} qualifiée : 2 motif(s)"
+    assert entry.changes["Commentaire"] == ["", "deux sujets"]
+    # One motif fewer: the second row goes, and the log says so.
+    solicitations.qualify_motifs(db, row, motifs[:1], actor=factories.ACTOR)
+    db.commit()
+    assert _audit(db)[-1].changes["Motifs"] == [
+        "Usage du SI › Traitement des doublons ; Habilitations et comptes › Création de compte",
+        "Usage du SI › Traitement des doublons"]
 
 
 def test_quarter_bounds():

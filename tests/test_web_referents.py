@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.models import Role
+from audit.models import AuditEntry
 from ivr.simulator import Referent
 from tests import factories
 from tests.helpers import call_record
@@ -46,6 +47,12 @@ def _fill(fields, values: dict) -> None:
     """Set form fields as a person would (replacing, unlike MultiDict.update)."""
     for name, value in values.items():
         fields[name] = value
+
+
+def _audit(db) -> list[AuditEntry]:
+    db.expire_all()
+    return db.scalars(select(AuditEntry).where(AuditEntry.entity == "sollicitation")
+                      .order_by(AuditEntry.id)).all()
 
 
 def _count(db) -> int:
@@ -138,7 +145,7 @@ def test_detail_shows_the_timeline_in_french(app, db, ref93, twilio, clock):
     assert "conversation 1 min 35 s" in page
 
 
-def test_qualification_with_two_motifs_creates_two_rows(app, db, ref93):
+def test_qualification_with_two_motifs_creates_two_rows(app, db, ref93, admin):
     call = factories.call(db, departement="93", thematique="usage")
     row = db.scalars(select(Solicitation).where(Solicitation.call_id == call.id)).one()
     url = f"/appels/{row.reference}"
@@ -156,6 +163,12 @@ def test_qualification_with_two_motifs_creates_two_rows(app, db, ref93):
     assert rows[0].comment == "doublon puis\ncréation de compte"
     page = ref93.get(url).get_data(as_text=True)
     assert rows[1].reference in page and "Création de compte" in page
+    [entry] = _audit(db)
+    assert (entry.actor, entry.departement_code, entry.summary) == (
+        f"utilisateur:{REF93}", "93", f"{row.reference} qualifiée : 2 motif(s)")
+    assert entry.changes["Commentaire"] == ["", "doublon puis\ncréation de compte"]
+    journal = admin.get("/admin/journal?departement=93").get_data(as_text=True)
+    assert f'<a href="/appels/{row.reference}">{row.reference}</a> qualifiée : 2 motif(s)' in journal
 
 
 def test_qualification_refuses_a_motif_of_another_thematique(app, db, ref93):
@@ -188,6 +201,9 @@ def test_referent_adds_an_email_solicitation(app, db, ref93):
         "93", Channel.email, Source.manual, "connexion", "mot de passe oublié")
     assert row.occurred_at == datetime(2026, 12, 18, 14, 45, tzinfo=UTC)
     assert response.headers["Location"] == f"/appels/{row.reference}"
+    [entry] = _audit(db)
+    assert entry.summary == f"{row.reference} ajoutée (Courriel)"
+    assert entry.changes["Motifs"] == ["", "Habilitations et comptes › Mot de passe et connexion"]
 
 
 def test_add_form_errors_are_tied_to_their_fields(app, db, ref93):
@@ -236,6 +252,11 @@ def test_workbook_import_with_a_bad_cell_shows_it_and_writes_nothing(app, db, re
     response = _upload(ref93, good)
     assert response.status_code == 302
     assert _count(db) == 2
+    # The refused import wrote nothing, not even to the audit log; the good one is there.
+    [entry] = _audit(db)
+    assert (entry.actor, entry.departement_code, entry.summary) == (
+        f"import:93-ok.xlsx (utilisateur:{REF93})", "93",
+        "classeur importé : 2 ligne(s) ajoutée(s), 0 mise(s) à jour")
 
 
 def test_referent_cannot_requalify_another_departement_row_by_import(app, db, ref93, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from openpyxl.utils import get_column_letter
 
 from directory.reference import territories
-from tracking import workbook
+from tracking import indicators, workbook
 from tracking.columns import (CHANNELS, HEADERS, HISTORIQUE, INDEX, MANDATORY, NO, OPTIONAL,
                               OUTCOMES, SYSTEM, TO_QUALIFY, YES, Taxonomy)
 from tracking.models import Channel, Outcome
@@ -117,13 +117,13 @@ def mean(values):
 
 def expected_kpis(rows) -> dict[str, list]:
     """KPI label → value per month then over the period (None where Excel shows nothing)."""
-    result = {label: [] for label in ("Appels reçus", *workbook.KPI_LABELS.values(),
+    result = {label: [] for label in ("Appels reçus", *indicators.CALL_KPIS.values(),
                                       "Taux de décroché", "Attente moyenne (s)",
                                       "Conversation moyenne (s)")}
     for p in periods():
         received = calls(rows, *p)
         result["Appels reçus"].append(len(received))
-        for outcome, label in workbook.KPI_LABELS.items():
+        for outcome, label in indicators.CALL_KPIS.items():
             result[label].append(sum(1 for r in received
                                      if r[COL["Issue de l'appel"]] == outcome.value))
         result["Taux de décroché"].append(rate(received))
@@ -264,7 +264,7 @@ def test_results_are_formulas_with_two_charts(tmp_path):
     formulas = [c.value for row in ws.iter_rows() for c in row
                 if isinstance(c.value, str) and c.value.startswith("=")]
     volume_rows = sum(len(m) + 2 for m in TAXONOMY.motifs.values()) + 2  # + subtotals, À qualifier
-    kpi_rows = 1 + len(workbook.KPI_LABELS) + 3  # reçus, outcomes, rate, two averages
+    kpi_rows = 1 + len(indicators.CALL_KPIS) + 3  # reçus, outcomes, rate, two averages
     chart_rows = len(TAXONOMY.thematiques) + 1
     assert len(formulas) == (volume_rows + kpi_rows) * (len(MONTHS) + 1) + chart_rows
     volumes = next(f for f in formulas if '"=Doublons ~?"' in f)

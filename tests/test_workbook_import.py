@@ -8,6 +8,7 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
+from tests import factories
 from tracking import solicitations
 from tracking.columns import HEADERS
 from tracking.models import Channel, Solicitation, Source
@@ -40,7 +41,7 @@ def _count(db):
 
 
 def test_rows_added_by_hand_and_qualifications_are_imported_once(db, tmp_path):
-    existing = solicitations.add(db, departement="93", occurred_at=datetime(2026, 11, 2, 9, tzinfo=PARIS),
+    existing = solicitations.add(db, actor=factories.ACTOR, departement="93", occurred_at=datetime(2026, 11, 2, 9, tzinfo=PARIS),
                                  channel=Channel.phone_direct)
     db.commit()
     path = _book(tmp_path / "93.xlsx", [
@@ -50,7 +51,7 @@ def test_rows_added_by_hand_and_qualifications_are_imported_once(db, tmp_path):
         _row(comment="courriel du guichet"),  # the same email twice in the file: two rows
         _row(when="04/11/2026 09:15", channel="Formulaire", them="À qualifier", motif="À qualifier"),
     ])
-    assert import_file(db, path) == "Import terminé : 3 ligne(s) ajoutée(s), 1 mise(s) à jour, 0 inchangée(s)."
+    assert import_file(db, path, actor=factories.ACTOR) == "Import terminé : 3 ligne(s) ajoutée(s), 1 mise(s) à jour, 0 inchangée(s)."
     db.commit()
     db.refresh(existing)
     assert (existing.motif.key, existing.comment, existing.resolved_first_level) == ("creation", "compte créé", True)
@@ -61,7 +62,7 @@ def test_rows_added_by_hand_and_qualifications_are_imported_once(db, tmp_path):
         (Channel.email, datetime(2026, 11, 3, 13, 20, tzinfo=ZoneInfo("UTC")), False),
         (Channel.form, datetime(2026, 11, 4, 8, 15, tzinfo=ZoneInfo("UTC")), True)]
     before = _count(db)
-    assert import_file(db, path) == "Import terminé : 0 ligne(s) ajoutée(s), 0 mise(s) à jour, 4 inchangée(s)."
+    assert import_file(db, path, actor=factories.ACTOR) == "Import terminé : 0 ligne(s) ajoutée(s), 0 mise(s) à jour, 4 inchangée(s)."
     db.commit()
     assert _count(db) == before
 
@@ -76,7 +77,7 @@ def test_every_bad_cell_is_named_and_nothing_is_imported(db, tmp_path):
         _row(when="32/13/2026", channel="Téléphone (SVI)", resolved="peut-être"),
     ])
     with pytest.raises(ImportRefused) as refused:
-        import_file(db, path)
+        import_file(db, path, actor=factories.ACTOR)
     lines = refused.value.lines()
     assert lines[0] == "Import refusé, rien n'a été modifié : 7 erreur(s)"
     sheet = "feuille « Historique des sollicitations »"
@@ -103,7 +104,7 @@ def test_files_that_are_not_workbooks_are_refused(db, tmp_path, content, message
     path = tmp_path / "faux.xlsx"
     path.write_bytes(content)
     with pytest.raises(ImportRefused, match=message):
-        import_file(db, path)
+        import_file(db, path, actor=factories.ACTOR)
 
 
 def test_hostile_and_malformed_workbooks_are_refused(db, tmp_path):
@@ -119,13 +120,13 @@ def test_hostile_and_malformed_workbooks_are_refused(db, tmp_path):
         for name, data in parts.items():
             z.writestr(name, data)
     with pytest.raises(ImportRefused, match="n'est pas un classeur Excel"):
-        import_file(db, bomb)
+        import_file(db, bomb, actor=factories.ACTOR)
     with pytest.raises(ImportRefused, match="colonnes manquantes : Canal"):
-        import_file(db, _book(tmp_path / "h.xlsx", [], header=[h for h in HEADERS if h != "Canal"]))
+        import_file(db, _book(tmp_path / "h.xlsx", [], header=[h for h in HEADERS if h != "Canal"]), actor=factories.ACTOR)
     with pytest.raises(ImportRefused, match="aucune feuille"):
-        import_file(db, _book(tmp_path / "s.xlsx", [_row()], sheet="Feuil1"))
+        import_file(db, _book(tmp_path / "s.xlsx", [_row()], sheet="Feuil1"), actor=factories.ACTOR)
     with pytest.raises(ImportRefused, match=r"seuls les classeurs \.xlsx"):
-        import_file(db, tmp_path / "x.csv")
+        import_file(db, tmp_path / "x.csv", actor=factories.ACTOR)
 
 
 def test_import_command(app, db, tmp_path):
@@ -139,20 +140,20 @@ def test_import_command(app, db, tmp_path):
 
 
 def test_an_existing_rows_date_channel_or_departement_cannot_be_changed(db, tmp_path):
-    existing = solicitations.add(db, departement="93", occurred_at=datetime(2026, 11, 2, 9, tzinfo=PARIS),
+    existing = solicitations.add(db, actor=factories.ACTOR, departement="93", occurred_at=datetime(2026, 11, 2, 9, tzinfo=PARIS),
                                  channel=Channel.phone_direct)
     db.commit()
     path = _book(tmp_path / "93.xlsx", [
         _row(ref=existing.reference, when="02/11/1850 09:00", channel="Courriel", code="75",
              them="Habilitations et comptes", motif="Création de compte")])
     with pytest.raises(ImportRefused) as refused:
-        import_file(db, path)
+        import_file(db, path, actor=factories.ACTOR)
     assert {e.column for e in refused.value.errors} == {"Département", "Canal", "Date et heure"}
     path = _book(tmp_path / "93b.xlsx", [
         _row(ref=existing.reference, when="03/11/2026 09:00", channel="Téléphone (hors SVI)",
              them="Habilitations et comptes", motif="Création de compte")])
     with pytest.raises(ImportRefused) as refused:
-        import_file(db, path)
+        import_file(db, path, actor=factories.ACTOR)
     assert [(e.column, "02/11/2026 09:00" in e.message) for e in refused.value.errors] == [
         ("Date et heure", True)]
     db.refresh(existing)

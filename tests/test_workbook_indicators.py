@@ -11,7 +11,7 @@ département, local dates at the quarter's and the months' edges, overseas timez
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,11 +19,12 @@ from directory.reference import official_order
 from tests import factories
 from tests.helpers import kpi_table, volume_table
 from tracking import indicators, solicitations
-from tracking.columns import KPI_OUTCOMES, TO_QUALIFY
+from tracking.columns import TO_QUALIFY
 from tracking.exports import export_workbook, quarter_bounds
 from tracking.models import Channel, Outcome
 from tracking.taxonomy import taxonomy
-from tracking.workbook import KPI_LABELS, RESULTS_SHEET, SYNTHESIS_SHEET
+from tracking.indicators import CALL_KPIS
+from tracking.workbook import RESULTS_SHEET, SYNTHESIS_SHEET
 
 QUARTER = "2026-Q4"
 START, END = quarter_bounds(QUARTER)
@@ -65,12 +66,13 @@ def _arrange(db) -> None:
                  outcome=Outcome.answered, wait_seconds=25, talk_seconds=240)
     first = solicitations.rows_of_call(db, solicitations.sync_call(db, split))[0]
     solicitations.qualify_motifs(db, first, [("usage", "doublons", None),
-                                             ("habilitations", "creation", None)])
+                                             ("habilitations", "creation", None)],
+                                 actor=factories.ACTOR)
     # Qualified with one motif and a sous-motif.
     one = call(db, departement="93", started_at=_at(2026, 11, 16, 9, 0),
                outcome=Outcome.answered, wait_seconds=12, talk_seconds=30)
     solicitations.qualify(db, solicitations.sync_call(db, one), thematique="assistance_technique",
-                          motif="incident", sous_motif="lenteur")
+                          motif="incident", sous_motif="lenteur", actor=factories.ACTOR)
     db.commit()
     # Never counted: a simulator test call, calls that reached no département.
     call(db, departement="93", started_at=_at(2026, 12, 15, 9, 0), outcome=Outcome.answered,
@@ -109,7 +111,7 @@ def _approx(value):
 def _kpis(figures: indicators.Figures) -> dict[str, object]:
     """What the « Appels reçus par le SVI » table shows, computed by the indicators module."""
     expected = {"Appels reçus": figures.received}
-    expected.update({KPI_LABELS[o]: figures.count(o) for o in KPI_OUTCOMES})
+    expected.update({label: figures.count(o) for o, label in CALL_KPIS.items()})
     expected["Taux de décroché"] = _approx(figures.answer_rate)
     expected["Attente moyenne (s)"] = _approx(figures.average_wait)
     expected["Conversation moyenne (s)"] = _approx(figures.average_talk)
@@ -182,9 +184,9 @@ def test_workbook_figures_equal_the_indicators_module(app, db, tmp_path, recalc)
     for code in codes:
         figures = by_code.get(code, indicators.Figures())
         line = table[code]
-        assert (line["Appels reçus"], line[KPI_LABELS[Outcome.out_of_hours]],
-                line[KPI_LABELS[Outcome.no_phone_assistance]],
-                line[KPI_LABELS[Outcome.answered]]) == (
+        assert (line["Appels reçus"], line[CALL_KPIS[Outcome.out_of_hours]],
+                line[CALL_KPIS[Outcome.no_phone_assistance]],
+                line[CALL_KPIS[Outcome.answered]]) == (
             figures.received, figures.out_of_hours, figures.no_phone_assistance,
             figures.answered), code
         assert line["Taux de décroché"] == _approx(figures.answer_rate), code
@@ -192,7 +194,7 @@ def test_workbook_figures_equal_the_indicators_module(app, db, tmp_path, recalc)
             db, start=START, end=END, codes=[code], limit=1000)}
         assert {t: line[t] for t in thematiques} == {t: by_them.get(t, 0) for t in thematiques}, code
         assert line["Total"] == sum(by_them.values()), code
-    assert (total["Appels reçus"], total[KPI_LABELS[Outcome.answered]]) == (
+    assert (total["Appels reçus"], total[CALL_KPIS[Outcome.answered]]) == (
         quarter.received, quarter.answered)
     assert total["Taux de décroché"] == _approx(quarter.answer_rate)
     assert table["2A"]["Taux de décroché"] == 0  # 1 abandoned / (2 − 1 without assistance)

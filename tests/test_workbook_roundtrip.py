@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from ivr.simulator import Referent
+from tests import factories
 from tests.helpers import call_record, kpi_table, volume_table
 from tracking import solicitations
 from tracking.columns import HEADERS, INDEX
@@ -34,8 +35,9 @@ def quarter_of_calls(twilio, db, clock):
     sids.append(t.call_sid)
     first = db.scalars(select(Solicitation).where(
         Solicitation.call_id == call_record(db, sids[0]).id)).one()
-    solicitations.split(db, first, [("usage", "saisie", None), ("habilitations", "droits", None)])
-    solicitations.add(db, departement="93", occurred_at=datetime(2026, 12, 3, 15, tzinfo=PARIS),
+    solicitations.split(db, first, [("usage", "saisie", None), ("habilitations", "droits", None)],
+                        actor=factories.ACTOR)
+    solicitations.add(db, actor=factories.ACTOR, departement="93", occurred_at=datetime(2026, 12, 3, 15, tzinfo=PARIS),
                       channel=Channel.email, thematique="annuaire", motif="coordonnees")
     db.commit()
     return sids

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
+from audit.operations import Actor
 from core import db
 from core.cli import instant_option
 from tracking import exports, operations, solicitations, taxonomy
@@ -80,7 +82,9 @@ def init_app(app: Flask) -> None:
         from tracking import workbook_import
         try:
             with db.transaction() as session:  # committed by batches: calls go on meanwhile
-                summary = workbook_import.import_file(session, file, commit=db.commit)
+                summary = workbook_import.import_file(
+                    session, file, actor=Actor.file_import(Path(file).name, Actor.cli()),
+                    commit=db.commit)
         except workbook_import.ImportRefused as exc:
             for line in exc.lines():
                 click.echo(line, err=True)
@@ -116,7 +120,8 @@ def init_app(app: Flask) -> None:
             with db.transaction() as session:
                 row = solicitations.qualify(session, solicitations.by_reference(session, reference),
                                             thematique=thematique, motif=motif, sous_motif=sous_motif,
-                                            comment=comment, resolved=resolu, escalated=escalade)
+                                            comment=comment, resolved=resolu, escalated=escalade,
+                                            actor=Actor.cli())
                 label = f"{row.thematique.label} / {row.motif.label}"
         except solicitations.SolicitationError as exc:
             raise click.ClickException(str(exc)) from None
@@ -130,7 +135,8 @@ def init_app(app: Flask) -> None:
         specs = [_motif_spec(m) for m in motifs]
         try:
             with db.transaction() as session:
-                rows = solicitations.split(session, solicitations.by_reference(session, reference), specs)
+                rows = solicitations.split(session, solicitations.by_reference(session, reference), specs,
+                                           actor=Actor.cli())
                 refs = [r.reference for r in rows]
         except solicitations.SolicitationError as exc:
             raise click.ClickException(str(exc)) from None
@@ -154,7 +160,7 @@ def init_app(app: Flask) -> None:
                 row = solicitations.add(session, departement=departement.upper(), occurred_at=at,
                                         channel=solicitations.channel_from(channel), thematique=thematique,
                                         motif=motif, sous_motif=sous_motif, comment=comment,
-                                        resolved=resolu, escalated=escalade)
+                                        resolved=resolu, escalated=escalade, actor=Actor.cli())
                 reference = row.reference
         except (solicitations.SolicitationError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None

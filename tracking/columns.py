@@ -50,9 +50,6 @@ INDEX = {c.header: i for i, c in enumerate(HISTORIQUE)}
 
 CHANNELS = tuple(c.value for c in Channel)
 OUTCOMES = tuple(o.value for o in Outcome)
-#: Outcomes that make up the call KPIs, in the order of the « Résultats » sheet.
-KPI_OUTCOMES = (Outcome.answered, Outcome.out_of_hours, Outcome.no_phone_assistance,
-                Outcome.abandoned, Outcome.no_answer, Outcome.voicemail, Outcome.error)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """The indicators of the national team's dashboard, computed in SQL (GROUP BY), never row by row.
 
 One module for every figure: the dashboard, the API and whoever else shows a KPI call these
-functions, so they cannot disagree. Definitions follow the workbook's « Résultats » sheet
-(tracking/workbook.py):
+functions, so they cannot disagree. The workbook's « Résultats » sheet must stay live formulas
+(rows a referent adds by hand are counted when the file is opened), so it cannot call them: it
+translates this module's definitions into COUNTIFS (`CALL_KPIS`, `RATE_EXCLUDED`, the labels
+below; tracking/workbook.py), and tests recalculate it in LibreOffice and compare it figure by
+figure with these functions (tests/test_workbook_indicators.py). The definitions:
 
 - a call is *received* when it reached a département (`Call.departement_code` set) and is not a
   simulator test call (`Call.test`); each call counts once whatever its number of motifs;
@@ -55,6 +58,25 @@ def check_period(start: date, end: date) -> None:
         raise PeriodTooLong(f"la période dépasse {MAX_DAYS} jours")
 
 
+# --- definitions -------------------------------------------------------------------------
+
+#: The outcomes counted in the call indicators, in the order the workbook shows them, with the
+#: label the workbook and the API give them.
+CALL_KPIS: dict[Outcome, str] = {
+    Outcome.answered: "Appels décrochés", Outcome.out_of_hours: "Appels hors horaires",
+    Outcome.no_phone_assistance: "Pas d'assistance téléphonique",
+    Outcome.abandoned: "Abandons dans le menu", Outcome.no_answer: "Personne n'a répondu",
+    Outcome.voicemail: "Messages vocaux laissés",
+    # The caller heard the technical apology: not an abandon, a failure of the service.
+    Outcome.error: "Erreurs techniques"}
+RECEIVED_LABEL = "Appels reçus"
+RATE_LABEL = "Taux de décroché"
+#: Calls taken out of the answer rate's base: nobody could have answered them.
+RATE_EXCLUDED = (Outcome.out_of_hours, Outcome.no_phone_assistance)
+RATE_DEFINITION = ("Taux de décroché = appels décrochés / (appels reçus − hors horaires − pas "
+                   "d'assistance téléphonique)")
+
+
 # --- figures -----------------------------------------------------------------------------
 
 @dataclass
@@ -94,7 +116,7 @@ class Figures:
     @property
     def rate_base(self) -> int:
         """The answer rate's denominator: received − out of hours − no phone assistance."""
-        return self.received - self.out_of_hours - self.no_phone_assistance
+        return self.received - sum(self.count(outcome) for outcome in RATE_EXCLUDED)
 
     @property
     def answer_rate(self) -> float | None:

@@ -1,6 +1,8 @@
 """The « historique des sollicitations »: rows created from calls, qualified, split, added by hand.
 
-Operations only flush; the edge (webhook, CLI command, web view) commits.
+Operations only flush; the edge (webhook, CLI command, web view) commits. Every change a person
+makes (qualification, split, a row added by hand, an imported workbook) writes its audit entry
+(entity « sollicitation ») itself, so the web, the API and the CLI are audited by one code path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from audit.operations import Actor, record
 from core import text as text_policy
 from directory.models import Departement
 from tracking import taxonomy as tax
@@ -86,10 +89,52 @@ def sync_call(db: Session, call: Call) -> Solicitation | None:
     return row
 
 
-def qualify(db: Session, row: Solicitation, *, thematique: str, motif: str,
+TO_QUALIFY_LABEL = "À qualifier"
+
+
+def _motif_label(row: Solicitation) -> str:
+    """« Thématique › Motif › Sous-motif » of a row, « À qualifier » when it has no motif."""
+    parts = [item.label for item in (row.thematique, row.motif, row.sous_motif) if item is not None]
+    return " › ".join(parts) if parts else TO_QUALIFY_LABEL
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("oui" if value else "non")
+
+
+def _qualification(rows: list[Solicitation]) -> dict[str, str]:
+    """What the audit log shows of a call's qualification (its first row first)."""
+    first = rows[0]
+    return {"Motifs": " ; ".join(_motif_label(r) for r in rows), "Commentaire": first.comment or "",
+            "Résolu au niveau 1": _yes_no(first.resolved_first_level),
+            "Escaladé": _yes_no(first.escalated)}
+
+
+def _audit_qualification(db: Session, actor: Actor, before: dict, rows: list[Solicitation]) -> None:
+    after = _qualification(rows)
+    if after == before:  # the same qualification sent again: nothing changed, nothing logged
+        return
+    record(db, actor, entity="sollicitation", departement_code=rows[0].departement_code,
+           summary=f"{rows[0].reference} qualifiée : {len(rows)} motif(s)",
+           changes={name: (before.get(name, ""), value) for name, value in after.items()})
+
+
+def qualify(db: Session, row: Solicitation, *, actor: Actor, thematique: str, motif: str,
             sous_motif: str | None = None, comment: str | None = None,
             resolved: bool | None = None, escalated: bool | None = None) -> Solicitation:
-    """Set a row's thématique, motif and sous-motif (keys or labels) and its follow-up fields."""
+    """Set a row's thématique, motif and sous-motif (keys or labels) and its follow-up fields,
+    audited in `actor`'s name."""
+    before = _qualification(rows_of_call(db, row))
+    _set_motif(db, row, thematique=thematique, motif=motif, sous_motif=sous_motif,
+               comment=comment, resolved=resolved, escalated=escalated)
+    _audit_qualification(db, actor, before, rows_of_call(db, row))
+    return row
+
+
+def _set_motif(db: Session, row: Solicitation, *, thematique: str, motif: str,
+               sous_motif: str | None = None, comment: str | None = None,
+               resolved: bool | None = None, escalated: bool | None = None) -> Solicitation:
+    """Set a row's motif and follow-up fields (no audit: the public operations write it)."""
     comment = checked_comment(comment)
     try:
         row.thematique, row.motif, row.sous_motif = tax.resolve(db, thematique, motif, sous_motif)
@@ -122,20 +167,22 @@ def state_token(db: Session, row: Solicitation) -> str:
     return hashlib.sha256(repr(state).encode()).hexdigest()[:24]
 
 
-def split(db: Session, row: Solicitation,
-          motifs: list[tuple[str, str, str | None]]) -> list[Solicitation]:
+def split(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | None]], *,
+          actor: Actor) -> list[Solicitation]:
     """One row per motif for the same call or email: `row` takes the first, new rows the others."""
     if len(motifs) < 2:
         raise SolicitationError("une répartition demande au moins deux motifs")
-    qualify(db, row, thematique=motifs[0][0], motif=motifs[0][1], sous_motif=motifs[0][2])
+    before = _qualification(rows_of_call(db, row))
+    _set_motif(db, row, thematique=motifs[0][0], motif=motifs[0][1], sous_motif=motifs[0][2])
     rows = [row]
     for them, motif, sous in motifs[1:]:
         extra = Solicitation(reference=new_reference(), departement_code=row.departement_code,
                              occurred_at=row.occurred_at, channel=row.channel, call_id=row.call_id,
                              is_primary=False, source=row.source, comment="")
         db.add(extra)
-        rows.append(qualify(db, extra, thematique=them, motif=motif, sous_motif=sous))
+        rows.append(_set_motif(db, extra, thematique=them, motif=motif, sous_motif=sous))
     db.flush()
+    _audit_qualification(db, actor, before, rows_of_call(db, row))
     return rows
 
 
@@ -152,8 +199,10 @@ def channel_from(text: str) -> Channel:
 def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channel,
         thematique: str | None = None, motif: str | None = None, sous_motif: str | None = None,
         comment: str = "", resolved: bool | None = None, escalated: bool | None = None,
-        source: Source = Source.manual, fingerprint: str | None = None) -> Solicitation:
-    """Add a row for a call that did not go through the SVI, an email, a form…"""
+        source: Source = Source.manual, fingerprint: str | None = None,
+        actor: Actor) -> Solicitation:
+    """Add a row for a call that did not go through the SVI, an email, a form…, audited in
+    `actor`'s name."""
     comment = checked_comment(comment) or ""
     if occurred_at.tzinfo is None:
         raise SolicitationError("la date doit porter son fuseau horaire")
@@ -165,13 +214,17 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
                        fingerprint=fingerprint)
     db.add(row)
     if thematique and motif:
-        qualify(db, row, thematique=thematique, motif=motif, sous_motif=sous_motif)
+        _set_motif(db, row, thematique=thematique, motif=motif, sous_motif=sous_motif)
     elif thematique:
         try:
             row.thematique = tax.resolve(db, thematique)[0]
         except tax.TaxonomyError as exc:
             raise SolicitationError(str(exc)) from None
     db.flush()
+    record(db, actor, entity="sollicitation", departement_code=departement,
+           summary=f"{row.reference} ajoutée ({channel.value})",
+           changes={"Date": (None, occurred_at.isoformat(timespec="minutes")),
+                    **{name: ("", value) for name, value in _qualification([row]).items()}})
     return row
 
 
@@ -190,8 +243,8 @@ def lock_call(db: Session, row: Solicitation) -> None:
 
 def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | None]], *,
                    comment: str | None = None, resolved: bool | None = None,
-                   escalated: bool | None = None, expected_state: str | None = None
-                   ) -> list[Solicitation]:
+                   escalated: bool | None = None, expected_state: str | None = None,
+                   actor: Actor) -> list[Solicitation]:
     """Make the rows of `row`'s call exactly `motifs`, one row per motif: the call's first row
     takes the first, its other rows the next ones (created or removed as needed), so sending
     the same qualification twice changes nothing. The comment goes on the first row, the
@@ -219,6 +272,7 @@ def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, 
         raise SolicitationError("une sollicitation hors SVI porte un seul motif : ajoutez une "
                                 "autre sollicitation pour un autre sujet")
     group = rows_of_call(db, row)
+    before = _qualification(group)
     first_row, others = group[0], group[1:]
     rows = [first_row]
     for index, (them, motif, sous) in enumerate(motifs[1:]):
@@ -230,11 +284,11 @@ def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, 
                                  call_id=row.call_id, is_primary=False, source=row.source,
                                  comment="")
             db.add(extra)
-        rows.append(qualify(db, extra, thematique=them, motif=motif, sous_motif=sous))
+        rows.append(_set_motif(db, extra, thematique=them, motif=motif, sous_motif=sous))
     for surplus in others[len(motifs) - 1:]:
         db.delete(surplus)
     first = motifs[0]
-    qualify(db, first_row, thematique=first[0], motif=first[1], sous_motif=first[2],
+    _set_motif(db, first_row, thematique=first[0], motif=first[1], sous_motif=first[2],
             comment=comment, resolved=resolved, escalated=escalated)
     for extra in rows[1:]:
         if resolved is not None:
@@ -242,4 +296,5 @@ def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, 
         if escalated is not None:
             extra.escalated = escalated
     db.flush()
+    _audit_qualification(db, actor, before, rows)
     return rows

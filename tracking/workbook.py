@@ -2,7 +2,9 @@
 
 Written in openpyxl's write-only mode: rows stream to a temporary file, so memory stays flat
 whatever the row count. Every result is an Excel formula over the Historique sheet(s), so rows
-a référent adds by hand are counted as soon as the file is opened in Excel or LibreOffice.
+a référent adds by hand are counted as soon as the file is opened in Excel or LibreOffice. The
+call indicators are the dashboard's, defined once in tracking/indicators.py (outcomes, labels,
+the answer rate's base) and translated here into COUNTIFS.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from core import text as text_policy
 from core.spreadsheets import FORMULA_PREFIXES, keep_as_text
 from directory.reference import territories
-from tracking.columns import (HISTORIQUE, INDEX, KPI_OUTCOMES, MANDATORY, OPTIONAL,
-                              SYSTEM, TO_QUALIFY, YES, Taxonomy)
+from tracking.columns import (HISTORIQUE, INDEX, MANDATORY, OPTIONAL, SYSTEM, TO_QUALIFY, YES,
+                              Taxonomy)
+from tracking.indicators import (CALL_KPIS, RATE_DEFINITION, RATE_EXCLUDED, RATE_LABEL,
+                                 RECEIVED_LABEL)
 from tracking.models import Channel, Outcome
 
 HISTORIQUE_SHEET = "Historique des sollicitations"
@@ -51,13 +55,6 @@ KIND_LEGEND = {
 LIST_TITLES = {"departements": "Départements", "canaux": "Canaux", "thematiques": "Thématiques",
                "motifs": "Motifs", "sous_motifs": "Sous-motifs", "issues": "Issues de l'appel",
                "oui_non": "Oui / non"}
-KPI_LABELS = {Outcome.answered: "Appels décrochés", Outcome.out_of_hours: "Appels hors horaires",
-              Outcome.no_phone_assistance: "Pas d'assistance téléphonique",
-              Outcome.abandoned: "Abandons dans le menu",
-              Outcome.no_answer: "Personne n'a répondu",
-              Outcome.voicemail: "Messages vocaux laissés",
-              # The caller heard the technical apology: not an abandon, a failure of the service.
-              Outcome.error: "Erreurs techniques"}
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
           "octobre", "novembre", "décembre")
 
@@ -382,28 +379,31 @@ def _call_kpis(row: _Rows, f: _Formulas, headers: list[str], periods) -> None:
     ws = row.ws
     row.add(_text(ws, "Appels reçus par le SVI", font=SECTION_FONT))
     row.add(*_header(ws, ["Indicateur", "", *headers]))
-    rows = {"received": row.add(_text(ws, "Appels reçus", font=BOLD), None,
+    rows = {"received": row.add(_text(ws, RECEIVED_LABEL, font=BOLD), None,
                                 *_counts(row, f, CALLS, periods, font=BOLD))}
-    for outcome in KPI_OUTCOMES:
-        rows[outcome] = row.add(_text(ws, KPI_LABELS[outcome]), None, *_counts(
+    for outcome, label in CALL_KPIS.items():
+        rows[outcome] = row.add(_text(ws, label), None, *_counts(
             row, f, [*CALLS, ("Issue de l'appel", _equals(outcome.value))], periods))
     rates = []
     for c in range(3, 3 + len(periods)):
         cell = {k: f"{get_column_letter(c)}{r}" for k, r in rows.items()}
-        rates.append(_formula(
-            ws, f'=IFERROR({cell[Outcome.answered]}/({cell["received"]}'
-                f'-{cell[Outcome.out_of_hours]}-{cell[Outcome.no_phone_assistance]}),"")',
-            font=BOLD, number_format=PERCENT))
-    row.add(_text(ws, "Taux de décroché", font=BOLD), None, *rates)
+        rates.append(_formula(ws, _rate_formula(cell), font=BOLD, number_format=PERCENT))
+    row.add(_text(ws, RATE_LABEL, font=BOLD), None, *rates)
     answered = [*CALLS, ("Issue de l'appel", _equals(Outcome.answered.value))]
     for label, header, criteria in (("Attente moyenne (s)", "Attente (s)", CALLS),
                                     ("Conversation moyenne (s)", "Conversation (s)", answered)):
         row.add(_text(ws, label), None,
                 *[_formula(ws, f.average(header, [*criteria, *_period(*p)]),
                            number_format=SECONDS) for p in periods])
-    row.add(_text(ws, "Taux de décroché = appels décrochés / (appels reçus − hors horaires − "
-                      "pas d'assistance téléphonique). Un appel compte une fois, sur sa ligne "
+    row.add(_text(ws, f"{RATE_DEFINITION}. Un appel compte une fois, sur sa ligne "
                       "« Appel principal » = oui.", font=NOTE_FONT))
+
+
+def _rate_formula(cell: dict) -> str:
+    """The answer rate of tracking/indicators.py over cells holding its counts: `cell` maps
+    "received" and each outcome to a cell reference."""
+    base = "-".join([cell["received"], *(cell[outcome] for outcome in RATE_EXCLUDED)])
+    return f'=IFERROR({cell[Outcome.answered]}/({base}),"")'
 
 
 def _bar_chart(title: str, axis: str) -> BarChart:
@@ -422,9 +422,9 @@ def _write_synthesis(ws, f: _Formulas, *, departements: tuple[str, ...], start: 
     """One row per département: volumes by thématique, total, calls and answer rate."""
     period = _period(start, end + timedelta(days=1))
     thematiques = (*taxonomy.thematiques, TO_QUALIFY)
-    kpis = ("Appels reçus", KPI_LABELS[Outcome.out_of_hours],
-            KPI_LABELS[Outcome.no_phone_assistance], KPI_LABELS[Outcome.answered])
-    headers = ["Code", "Département", *thematiques, "Total", *kpis, "Taux de décroché"]
+    kpis = {"received": RECEIVED_LABEL,  # what the answer rate needs, in its own columns
+            **{o: CALL_KPIS[o] for o in (*RATE_EXCLUDED, Outcome.answered)}}
+    headers = ["Code", "Département", *thematiques, "Total", *kpis.values(), RATE_LABEL]
     ws.column_dimensions["A"].width = 8
     ws.column_dimensions["B"].width = 26
     for c in range(3, len(headers) + 1):
@@ -447,7 +447,7 @@ def _write_synthesis(ws, f: _Formulas, *, departements: tuple[str, ...], start: 
         cells.append(_formula(ws, f.count(in_dept), font=BOLD))
         cells.append(_formula(ws, f.count([*in_dept, *CALLS])))
         cells += [_formula(ws, f.count([*in_dept, *CALLS, ("Issue de l'appel", _equals(o.value))]))
-                  for o in (Outcome.out_of_hours, Outcome.no_phone_assistance, Outcome.answered)]
+                  for o in list(kpis)[1:]]
         cells.append(_formula(ws, _rate(letters, kpis, r), number_format=PERCENT))
         ws.append(cells)
     last = first + len(departements) - 1
@@ -458,9 +458,8 @@ def _write_synthesis(ws, f: _Formulas, *, departements: tuple[str, ...], start: 
                _formula(ws, _rate(letters, kpis, r), font=BOLD, number_format=PERCENT)])
 
 
-def _rate(letters: dict[str, str], kpis: tuple[str, ...], r: int) -> str:
-    received, out_of_hours, no_assistance, answered = (f"{letters[k]}{r}" for k in kpis)
-    return f'=IFERROR({answered}/({received}-{out_of_hours}-{no_assistance}),"")'
+def _rate(letters: dict[str, str], kpis: dict, r: int) -> str:
+    return _rate_formula({key: f"{letters[label]}{r}" for key, label in kpis.items()})
 
 
 # --- cells -------------------------------------------------------------------------------

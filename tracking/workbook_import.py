@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from audit.operations import Actor, record
 from core import text as text_policy
 from core.spreadsheets import (EARLIEST_YEAR, LATEST_YEAR, MAX_CELLS, MAX_STRINGS, NOT_WORKBOOK,
                                ReadBudget, UnreadableFile, check_size, is_plausible_year,
@@ -359,9 +360,10 @@ def _revert(db: Session, result: _Plan) -> None:
     db.flush()
 
 
-def import_file(db: Session, path: str | Path,
+def import_file(db: Session, path: str | Path, *, actor: Actor,
                 commit: Callable[[], None] | None = None, allowed: set[str] | None = None) -> str:
-    """Validate then apply a workbook; returns a French summary.
+    """Validate then apply a workbook; returns a French summary, also written to the audit log
+    in `actor`'s name (one entry per import, per département it changed).
 
     Without `commit`, everything is only flushed (the edge commits once). With it, the edge's
     commit is called after each batch of APPLY_BATCH rows, so that no transaction holds the
@@ -370,6 +372,7 @@ def import_file(db: Session, path: str | Path,
     again completes it: rows are recognised by reference and fingerprint.)
     """
     result = plan(db, read_rows(path), allowed)
+    changed = _by_departement(result)  # read now: the rows are expired by the commits below
     result.previous = [dict(id=row.id, thematique_id=row.thematique_id, motif_id=row.motif_id,
                             sous_motif_id=row.sous_motif_id, comment=row.comment,
                             resolved_first_level=row.resolved_first_level,
@@ -388,5 +391,17 @@ def import_file(db: Session, path: str | Path,
             commit()
             raise
     db.expire_all()
-    return (f"Import terminé : {len(result.additions)} ligne(s) ajoutée(s), "
-            f"{len(result.updates)} mise(s) à jour, {result.unchanged} inchangée(s).")
+    summary = (f"{len(result.additions)} ligne(s) ajoutée(s), {len(result.updates)} mise(s) à "
+               f"jour, {result.unchanged} inchangée(s)")
+    for code, (added, updated) in sorted(changed.items()):  # committed by the edge
+        record(db, actor, entity="sollicitation", departement_code=code,
+               summary=f"classeur importé : {added} ligne(s) ajoutée(s), {updated} mise(s) à jour",
+               changes={"Lignes ajoutées": (0, added), "Lignes mises à jour": (0, updated)})
+    return f"Import terminé : {summary}."
+
+
+def _by_departement(result: _Plan) -> dict[str, tuple[int, int]]:
+    """Rows an import adds and updates, per département: what its audit entries say."""
+    added = Counter(values["departement_code"] for values in result.additions)
+    updated = Counter(row.departement_code for row, _ in result.updates)
+    return {code: (added[code], updated[code]) for code in set(added) | set(updated)}

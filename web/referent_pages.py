@@ -22,6 +22,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Optional, ValidationError
 
 from accounts import permissions
+from audit.operations import Actor
 from core import db
 from directory.reference import official_order, territories
 from tracking import listing, solicitations, workbook_import
@@ -287,7 +288,7 @@ def qualify(reference: str):
         rows = solicitations.qualify_motifs(
             db.session(), row, specs, comment=form.commentaire.data or "",
             resolved=_yes_no(form.resolu.data), escalated=_yes_no(form.escalade.data),
-            expected_state=form.etat.data or "")
+            expected_state=form.etat.data or "", actor=Actor.user(current_user))
     except solicitations.StaleQualification:
         db.rollback()
         flash("Cet appel a été qualifié entre-temps par quelqu'un d'autre : rien n'a été "
@@ -328,7 +329,8 @@ def new():
             db.session(), departement=code, occurred_at=at, channel=Channel[form.canal.data],
             thematique=spec[0] if spec else None, motif=spec[1] if spec else None,
             sous_motif=spec[2] if spec else None, comment=form.commentaire.data or "",
-            resolved=_yes_no(form.resolu.data), escalated=_yes_no(form.escalade.data))
+            resolved=_yes_no(form.resolu.data), escalated=_yes_no(form.escalade.data),
+            actor=Actor.user(current_user))
     except solicitations.SolicitationError as exc:
         _operation_error(form, str(exc), form.motif.form.motif)
         return render_template("referents/new.html", title="Ajouter une sollicitation",
@@ -361,7 +363,9 @@ def import_workbook():
         path = Path(folder) / ("classeur" + Path(form.fichier.data.filename or "").suffix.lower())
         form.fichier.data.save(path)
         try:
-            summary = workbook_import.import_file(db.session(), path, allowed=allowed)
+            actor = Actor.file_import(form.fichier.data.filename or "classeur",
+                                      Actor.user(current_user))
+            summary = workbook_import.import_file(db.session(), path, actor=actor, allowed=allowed)
         except workbook_import.ImportRefused as exc:
             current_app.logger.info("import de classeur refusé : %s", exc)
             return render_template("referents/import.html", title="Importer un classeur",
