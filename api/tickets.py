@@ -5,6 +5,7 @@ pages (tickets/operations.py): outside one's rights 403, a refused move 422."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from flask_smorest import Blueprint, abort
@@ -192,12 +193,19 @@ def _actor() -> Actor:
     return Actor.api(policy.acting_user())
 
 
-def _refused(exc: operations.TicketError, field: str):
-    """A refusal of the operations: 403 when outside one's rights, else 422 on `field`."""
-    db.rollback()
-    if isinstance(exc, operations.TicketForbidden):
-        abort(403, message=str(exc))
-    abort(422, message=str(exc), errors={"json": {field: [str(exc)]}})
+def _changed(ticket: Ticket, field: str | Callable[[str], str], change: Callable[[], object]):
+    """Apply `change` (an operation of tickets/operations.py) and answer the ticket's detail. A
+    refusal of the operation is a 403 when outside one's rights, else a 422 on `field` (or on
+    the field `field(message)` names)."""
+    try:
+        change()
+    except operations.TicketError as exc:
+        db.rollback()
+        if isinstance(exc, operations.TicketForbidden):
+            abort(403, message=str(exc))
+        name = field(str(exc)) if callable(field) else field
+        abort(422, message=str(exc), errors={"json": {name: [str(exc)]}})
+    return _detail(ticket)
 
 
 # --- endpoints --------------------------------------------------------------------------------
@@ -269,11 +277,8 @@ def take(body: dict, number: str):
         if user is None or not user.active or not operations.may_handle(user, ticket):
             abort(422, errors={"json": {"assignee": [
                 "aucun compte actif pouvant traiter ce ticket n'a cette adresse"]}})
-    try:
-        operations.take(db.session(), _actor(), ticket, user, by=policy.acting_user())
-    except operations.TicketError as exc:
-        _refused(exc, "assignee")
-    return _detail(ticket)
+    return _changed(ticket, "assignee", lambda: operations.take(
+        db.session(), _actor(), ticket, user, by=policy.acting_user()))
 
 
 @blp.route("/tickets/<number>/status", methods=["POST"])
@@ -284,12 +289,8 @@ def set_status(body: dict, number: str):
     """Change le statut (nouveau → en cours → en attente ⇄ en cours → résolu ; un ticket résolu
     peut être rouvert) ; pour clore : `/close`."""
     ticket = _ticket_or_abort(number, handle=True)
-    try:
-        operations.set_status(db.session(), _actor(), ticket, TicketStatus[body["status"]],
-                              by=policy.acting_user())
-    except operations.TicketError as exc:
-        _refused(exc, "status")
-    return _detail(ticket)
+    return _changed(ticket, "status", lambda: operations.set_status(
+        db.session(), _actor(), ticket, TicketStatus[body["status"]], by=policy.acting_user()))
 
 
 @blp.route("/tickets/<number>/comments", methods=["POST"])
@@ -299,11 +300,8 @@ def set_status(body: dict, number: str):
 def add_comment(body: dict, number: str):
     """Ajoute un commentaire à l'historique (jamais modifié ni supprimé)."""
     ticket = _ticket_or_abort(number, handle=True)
-    try:
-        operations.comment(db.session(), _actor(), ticket, body["text"], by=policy.acting_user())
-    except operations.TicketError as exc:
-        _refused(exc, "text")
-    return _detail(ticket)
+    return _changed(ticket, "text", lambda: operations.comment(
+        db.session(), _actor(), ticket, body["text"], by=policy.acting_user()))
 
 
 @blp.route("/tickets/<number>/escalate", methods=["POST"])
@@ -318,11 +316,8 @@ def escalate(body: dict, number: str):
     if not operations.may_escalate(user, ticket):
         abort(403, message="seuls les référents du département et les administrateurs peuvent "
                            "escalader ce ticket")
-    try:
-        operations.escalate(db.session(), _actor(), user, ticket, body["description"])
-    except operations.TicketError as exc:
-        _refused(exc, "description")
-    return _detail(ticket)
+    return _changed(ticket, "description", lambda: operations.escalate(
+        db.session(), _actor(), user, ticket, body["description"]))
 
 
 @blp.route("/tickets/<number>/close", methods=["POST"])
@@ -333,9 +328,8 @@ def close(body: dict, number: str):
     """Clôt le ticket : « by_referent », « by_national » (équipe nationale et administrateurs),
     « confirmed » (confirmé par le demandeur) ; le demandeur connu est prévenu."""
     ticket = _ticket_or_abort(number, handle=True)
-    try:
-        operations.close(db.session(), _actor(), ticket, ClosureStatus[body["closure_status"]],
-                         by=policy.acting_user(), text=body.get("comment"))
-    except operations.TicketError as exc:
-        _refused(exc, "comment" if "commentaire" in str(exc) else "closure_status")
-    return _detail(ticket)
+    return _changed(
+        ticket, lambda message: "comment" if "commentaire" in message else "closure_status",
+        lambda: operations.close(db.session(), _actor(), ticket,
+                                 ClosureStatus[body["closure_status"]], by=policy.acting_user(),
+                                 text=body.get("comment")))

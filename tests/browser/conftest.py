@@ -51,8 +51,19 @@ def login(page, email: str, password: str = PASSWORD) -> None:
     liveserver.login(page, email, password)
 
 
+#: DSFR buttons whose label does not fit: an icon button outside a `fr-btns-group--icon-*`
+#: group is drawn as its icon alone, its text clipped (axe still finds the name in the DOM).
+CLIPPED_BUTTONS = """() => [...document.querySelectorAll('.fr-btn')]
+    .filter(b => b.offsetParent !== null && b.textContent.trim() && b.scrollWidth > b.clientWidth + 1)
+    .map(b => b.textContent.trim())"""
+
+
 def assert_accessible(page) -> None:
-    """Run axe-core on the page; fail listing every serious or critical violation."""
+    """Run axe-core on the page; fail listing every serious or critical violation, and any
+    button whose visible label is clipped."""
+    clipped = page.evaluate(CLIPPED_BUTTONS)
+    if clipped:
+        pytest.fail(f"buttons drawn without their label on {page.url}: {clipped}", pytrace=False)
     results = Axe().run(page)
     violations = [v for v in results.response["violations"] if v.get("impact") in BLOCKING_IMPACTS]
     lines = []

@@ -158,6 +158,7 @@ def test_admin_edits_an_email_template_and_a_ticket_is_created_from_a_call(page,
     assert_accessible(page)
 
     page.goto(f"/appels/{reference}")
+    assert_accessible(page)  # its « Créer un ticket » was once drawn as a lone « + »
     page.get_by_role("link", name="Créer un ticket").click()
     assert_accessible(page)
     page.get_by_label("Description de la demande").fill("Doublons à fusionner pour ce guichet.")
