@@ -18,20 +18,17 @@ silently dropped cannot be measured by mistake.
 
 `--explain PAGE` prints the plans of the statements a page runs, `--profile PAGE` its costliest
 functions; `--keep DIR` builds the SQLite database once and reuses it.
+
+This module owns the data set, the pages and their checks; timing and report: bench/harness.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import hashlib
-import io
-import pstats
 import random
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +37,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from bench.web import _FullCollections, _Page, percentile
+from bench import harness
+from bench.harness import Html, Page, Timings
 
 RESULTS = Path(__file__).with_name("results") / "tracking.md"
 #: The issue's targets: « Mes appels » p95 under 200 ms, the national dashboard under 1 s.
@@ -454,26 +452,10 @@ def describe(url: str, sizes: Sizes = Sizes(), at: datetime = DEFAULT_AT) -> Dat
                    deep_cursor=(cursor[0], cursor[1]) if cursor else None, counts=counts)
 
 
-def make_app(data: Dataset, tmp: Path):
-    """The real app on the dataset's database, its clock stopped at the dataset's instant."""
-    from app import create_app
-    return create_app({
-        "DATABASE_URL": data.url, "SECRET_KEY": "bench-tracking-secret",
-        "SVI_ENV": "development", "PUBLIC_BASE_URL": "", "LOG_LEVEL": "WARNING",
-        "CLOCK": lambda: data.at, "JOURNAL_DIR": str(tmp / "journal"),
-        "MAIL_OUTBOX_DIR": str(tmp / "outbox"), "WORKBOOK_STORAGE_DIR": str(tmp / "workbooks")})
-
-
-def login(client, email: str) -> None:
-    """Log a user in through the real login form (CSRF token read from the page)."""
-    page = client.get("/connexion").get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-    if token is None:
-        raise RuntimeError("no CSRF token on the login page")
-    answer = client.post("/connexion", data={"email": email, "password": PASSWORD,
-                                              "csrf_token": token.group(1)})
-    if answer.status_code != 302:
-        raise RuntimeError(f"login of {email} refused ({answer.status_code})")
+def clients(app) -> dict:
+    """One test client per user, logged in through the real login form."""
+    return {key: harness.login(app.test_client(), user.email, PASSWORD)
+            for key, user in USERS.items()}
 
 
 # --- the pages and their floors ------------------------------------------------------------
@@ -560,27 +542,6 @@ def _period_sql(data: Dataset, codes, start: date, end: date) -> tuple[str, dict
     return sql, params, {k: UTCDateTime() for k in params}
 
 
-@dataclass
-class Page:
-    """One page under test and the hand-written statement that reads the same data."""
-
-    key: str
-    title: str
-    kind: str  # "calls" (« Mes appels ») or "dashboard"
-    user: str  # a USERS key
-    url: str
-    expected: str
-    sql: str
-    params: dict
-    check: Callable[[str, list], list[str]]
-    types: dict = field(default_factory=dict)
-    judged: bool = True
-
-    @property
-    def target(self) -> float:
-        return TARGET_CALLS_MS if self.kind == "calls" else TARGET_DASHBOARD_MS
-
-
 @dataclass(frozen=True)
 class Listing:
     """« Mes appels » as one user with some filters (query string names)."""
@@ -648,16 +609,16 @@ def _listing_page(data: Dataset, v: Listing) -> Page:
         types["at"] = UTCDateTime()
         title += f", {data.counts.get('rows above the deep page', 0):,} rows down"
     where = ("\n WHERE " + "\n   AND ".join(conditions)) if conditions else ""
-    return Page(v.key, title, "calls", v.user, "/appels/?" + urlencode(query), "Mes appels",
-                _LIST_SQL.format(where=where), params,
-                _check_listing(data), types)
+    return Page(v.key, title, v.user, "/appels/?" + urlencode(query), "Mes appels",
+                _LIST_SQL.format(where=where), params, _check_listing(data), types,
+                target=TARGET_CALLS_MS)
 
 
 def _check_listing(data: Dataset) -> Callable[[str, list], list[str]]:
     def check(html: str, rows) -> list[str]:
         """The page shows the SQL's first 50 rows, in order, with their local time, département
         and outcome, offers the next page when the SQL has a 51st row, and shows no error."""
-        page = _Page(html)
+        page = Html(html)
         shown = [(c[8], c[1], c[0], c[4]) for c in page.rows if len(c) == 9]
         wanted = [(r[0], r[2], _utc(r[1]).astimezone(ZoneInfo(data.zones[r[2]]))
                    .strftime("%d/%m/%Y %H:%M"), _outcome_label(r[5])) for r in rows[:50]]
@@ -702,10 +663,10 @@ def _dashboard_page(data: Dataset, key: str, user: str, code: str | None) -> Pag
         types.update(paris_lo=UTCDateTime(), paris_hi=UTCDateTime())
     url = f"/tableau-de-bord/{code or ''}?" + urlencode({"trimestre": QUARTER})
     title = (f"Dashboard of {code}" if code else "National dashboard") + f", {QUARTER}"
-    return Page(key, title, "dashboard", user, url,
+    return Page(key, title, user, url,
                 f"Tableau de bord — {code}" if code else "Tableau de bord national",
                 _FIGURES_SQL.format(bounds=bounds, extra=extra), params, _check_dashboard(code),
-                types, judged=code is None)
+                types, target=None if code else TARGET_DASHBOARD_MS)
 
 
 _KPI = re.compile(r'id="kpi-([a-z-]+)"[^>]*>([^<]*)<')
@@ -739,7 +700,7 @@ def _check_dashboard(code: str | None) -> Callable[[str, list], list[str]]:
             problems.append("the SQL counted no call: the page measures nothing")
         if code is None:
             table = re.search(r'<table id="comparaison-table">.*?</table>', html, re.S)
-            lines = _Page(table.group(0)).rows if table else []
+            lines = Html(table.group(0)).rows if table else []
             total = sum(int(re.sub(r"\D", "", cells[1]) or 0) for cells in lines)
             if len(lines) != 101 or total != received:
                 problems.append(f"the comparison shows {len(lines)} départements and {total} "
@@ -760,92 +721,10 @@ def pages(data: Dataset) -> list[Page]:
 
 # --- measuring -----------------------------------------------------------------------------
 
-@dataclass
-class Timings:
-    """Milliseconds of each request of a page and of each run of its statement."""
-
-    page: list[float] = field(default_factory=list)
-    sql: list[float] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    #: Full (generation 2) garbage collections that ran during the timed page requests.
-    full_gcs: int = 0
-
-
-def _statement(page: Page):
-    from sqlalchemy import bindparam, text
-    return text(page.sql).bindparams(*(bindparam(k, type_=t) for k, t in page.types.items()))
-
-
-def clients(app) -> dict:
-    """One logged-in test client per user."""
-    result = {}
-    for key, user in USERS.items():
-        result[key] = app.test_client()
-        login(result[key], user.email)
-    return result
-
-
 def measure(app, data: Dataset, requests: int, warmup: int = 2,
             only: set[str] | None = None) -> dict[str, Timings]:
-    """Request each page `requests` times as its user, its statement as many times,
-    interleaved (page then SQL on even rounds, SQL then page on odd ones). The first answer of
-    each is checked against the other (`Page.check`), every answer for status and text."""
-    engine = app.extensions["svi.engine"]
-    todo = [p for p in pages(data) if only is None or p.key in only]
-    statements = {p.key: _statement(p) for p in todo}
-    results = {p.key: Timings() for p in todo}
-    users = clients(app)
-    with engine.connect() as conn, _FullCollections() as collections:
-        def run_sql(page: Page) -> tuple[float, list]:
-            t = time.perf_counter()
-            rows = conn.execute(statements[page.key], page.params).all()
-            elapsed = (time.perf_counter() - t) * 1000
-            conn.rollback()
-            return elapsed, rows
-
-        def run_page(page: Page) -> tuple[float, str]:
-            before = collections.count
-            t = time.perf_counter()
-            answer = users[page.user].get(page.url)
-            body = answer.get_data(as_text=True)
-            elapsed = (time.perf_counter() - t) * 1000
-            results[page.key].full_gcs += collections.count - before
-            if answer.status_code != 200 or page.expected not in body:
-                raise RuntimeError(f"{page.url} answered {answer.status_code} without "
-                                   f"« {page.expected} »")
-            return elapsed, body
-
-        for page in todo:  # warm-up: templates compiled, caches filled; then the cross-check
-            for _ in range(warmup):
-                run_page(page)
-                run_sql(page)
-            results[page.key].problems = page.check(run_page(page)[1], run_sql(page)[1])
-            results[page.key].full_gcs = 0
-        for n in range(requests):
-            for page in todo:
-                r = results[page.key]
-                if n % 2:
-                    r.sql.append(run_sql(page)[0])
-                    r.page.append(run_page(page)[0])
-                else:
-                    r.page.append(run_page(page)[0])
-                    r.sql.append(run_sql(page)[0])
-    return results
-
-
-def profile(app, data: Dataset, key: str, requests: int, out=sys.stdout) -> None:
-    """cProfile `requests` requests of one page; print the 30 costliest functions."""
-    page = next(p for p in pages(data) if p.key == key)
-    client = clients(app)[page.user]
-    client.get(page.url)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(requests):
-        client.get(page.url)
-    profiler.disable()
-    buffer = io.StringIO()
-    pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(30)
-    print(buffer.getvalue(), file=out)
+    """Time each page as its user, and its floor (`harness.measure`)."""
+    return harness.measure(app, pages(data), clients(app), requests, warmup, only)
 
 
 def explain(app, data: Dataset, key: str, out=sys.stdout) -> None:
@@ -876,40 +755,6 @@ def explain(app, data: Dataset, key: str, out=sys.stdout) -> None:
                                                          for row in plan) + "\n", file=out)
 
 
-def database(backend: str, tmp: Path):
-    """A fresh, empty database URL for `backend` ("sqlite" or "postgresql")."""
-    from bench.web import database as web_database
-    return web_database(backend, tmp)
-
-
-# --- report --------------------------------------------------------------------------------
-
-def table(results: dict[str, dict[str, Timings]], titles: dict[str, str],
-          judged: dict[str, float | None]) -> tuple[str, bool]:
-    """The Markdown table of every backend's pages, and whether every judged page passed."""
-    lines = ["| Database | Page | Requests | Page p50 / p95 / max (ms) | "
-             "SQL p50 / p95 / max (ms) | p95 page/SQL | Full GCs | Target |",
-             "|:---|:---|---:|---:|---:|---:|---:|:---|"]
-    passed = True
-    for backend, pages_ in results.items():
-        for key, t in pages_.items():
-            p = [percentile(t.page, s) for s in (0.5, 0.95)] + [max(t.page)]
-            q = [percentile(t.sql, s) for s in (0.5, 0.95)] + [max(t.sql)]
-            target = judged.get(key)
-            if target is not None:
-                ok = p[1] < target and not t.problems
-                passed &= ok
-                verdict = f"p95 < {target:.0f} ms: {'PASS' if ok else 'FAIL'}"
-            else:
-                verdict = "(measured)" if not t.problems else "FAIL (check)"
-                passed &= not t.problems
-            lines.append(f"| {backend} | {titles[key]} | {len(t.page)} | "
-                         f"{p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} | "
-                         f"{q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f} | {p[1] / q[1]:.1f}× | "
-                         f"{t.full_gcs} | {verdict} |")
-    return "\n".join(lines), passed
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; the defaults are the reference run."""
     p = argparse.ArgumentParser(prog="python -m bench.tracking",
@@ -923,124 +768,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--solicitations", type=int, default=Sizes.solicitations)
     p.add_argument("--deep", type=int, default=Sizes.deep,
                    help="rows above the deep page of « Mes appels »")
-    p.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    harness.add_run_options(p, PAGE_KEYS)
     p.add_argument("--database-url", metavar="URL",
                    help="measure this database, already built by the benchmark (no build)")
     p.add_argument("--keep", metavar="DIR",
                    help="build the SQLite database in DIR and keep it (reused when present)")
-    p.add_argument("--profile", choices=PAGE_KEYS,
-                   help="instead of measuring, profile this page (cProfile) and print the top")
     p.add_argument("--explain", choices=PAGE_KEYS,
                    help="instead of measuring, print the plans of this page's statements")
     return p.parse_args(argv)
 
 
-def software() -> str:
-    from bench.web import software as web_software
-    return web_software()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Build each database, measure, print the Markdown report, write bench/results/tracking.md.
-
-    Exit status: 0 when every judged page is under its target and every check agrees, 1
-    otherwise, 2 when a database could not be measured."""
-    import logging
-
-    from bench import report
-    from core import db as core_db
+    """Build each database, measure, print the Markdown report, write
+    bench/results/tracking.md; the exit status of `harness.Run.finish`."""
     args = parse_args(argv)
     sizes = Sizes(calls=args.calls, solicitations=args.solicitations, deep=args.deep)
-    backends = [b for b, skip in (("sqlite", args.no_sqlite), ("postgresql", args.no_postgres))
-                if not skip]
+    backends = harness.backends(args)
     if args.database_url:
         backends = ["postgresql" if args.database_url.startswith("postgresql") else "sqlite"]
-    started, machine = time.monotonic(), report.machine()
-    machine["Software"] = software()
-    results: dict[str, dict[str, Timings]] = {}
-    titles, judged, setups, failures = {}, {}, [], []
+    run = harness.Run("« Mes appels » and the national dashboard", RESULTS)
     for backend in backends:
-        tmp = Path(tempfile.mkdtemp(prefix="svi-bench-tracking-"))
-        try:
+        with run.backend(backend) as (tmp, url):
             kept = Path(args.keep) / "tracking.sqlite3" if args.keep and backend == "sqlite" \
                 else None
-            with database(backend, tmp) as url:
-                if kept is not None:
-                    kept.parent.mkdir(parents=True, exist_ok=True)
-                    url = f"sqlite:///{kept}"
-                if args.database_url:
-                    url = args.database_url
-                if args.database_url or (kept is not None and kept.exists()):
-                    print(f"{backend}: reusing {url}", flush=True)
-                    data = describe(url, sizes)
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                url = f"sqlite:///{kept}"
+            if args.database_url:
+                url = args.database_url
+            if args.database_url or (kept is not None and kept.exists()):
+                print(f"{backend}: reusing {url}", flush=True)
+                data = describe(url, sizes)
+            else:
+                print(f"{backend}: building {sizes.calls:,} calls and "
+                      f"{sizes.solicitations:,} solicitations…", flush=True)
+                data = build(url, sizes, progress=lambda s: print(s, flush=True))
+            with harness.serve(data, tmp) as app:
+                run.built(backend, data)
+                if args.profile:
+                    page = next(p for p in pages(data) if p.key == args.profile)
+                    harness.profile(page, clients(app), args.requests)
+                elif args.explain:
+                    explain(app, data, args.explain)
                 else:
-                    print(f"{backend}: building {sizes.calls:,} calls and "
-                          f"{sizes.solicitations:,} solicitations…", flush=True)
-                    data = build(url, sizes, progress=lambda s: print(s, flush=True))
-                app = make_app(data, tmp)
-                logging.getLogger().setLevel(logging.WARNING)
-                setups.append(f"{backend}: built in {data.built_seconds:.0f} s: " + ", ".join(
-                    f"{v:,} {k}" for k, v in data.counts.items()))
-                try:
-                    if args.profile:
-                        profile(app, data, args.profile, args.requests)
-                        continue
-                    if args.explain:
-                        explain(app, data, args.explain)
-                        continue
                     print(f"{backend}: measuring…", flush=True)
                     listing = measure(app, data, args.requests, args.warmup,
                                       {v.key for v in LISTINGS})
                     dashboards = measure(app, data, args.dashboard_requests, args.warmup,
                                          {"dashboard", "dashboard-59"})
-                    results[backend] = {**listing, **dashboards}
-                    for p in pages(data):
-                        titles[p.key] = p.title
-                        judged[p.key] = p.target if p.judged else None
-                finally:
-                    core_db.dispose(app)
-        except Exception as exc:  # report it with the other figures, go on
-            failures.append(f"{backend}: not measured: {exc!r}")
-            print(f"  failed: {exc!r}", file=sys.stderr, flush=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                    run.measured(backend, pages(data), {**listing, **dashboards})
     if args.profile or args.explain:
         return 0
-    text, passed = table(results, titles, judged) if results else ("(no results)", False)
-    checks = [f"{b}, {titles[k]}: {p}" for b, r in results.items() for k, t in r.items()
-              for p in t.problems]
-    status = 2 if failures else (0 if passed else 1)
-    verdict = {0: "PASS", 1: "FAIL", 2: "DOUBTFUL (a database was not measured)"}[status]
-    md = "\n".join([
-        "# SVI benchmark: « Mes appels » and the national dashboard", "", "## Machine", "",
-        *(f"- **{k}**: {v}" for k, v in machine.items()), "", "## Set-up", "",
-        f"- {sizes.calls:,} calls and {sizes.solicitations:,} solicitations from "
-        f"{FIRST_DAY.isoformat()} to {DEFAULT_AT.date().isoformat()}, spread over the 101 "
-        "départements (big ones get more), bulk-inserted as the app writes them (SQLite: "
-        "executemany in one transaction, no ANALYZE, as in production; PostgreSQL: COPY then "
-        "VACUUM ANALYZE, what autovacuum does).",
-        f"- Pages requested in-process (Flask test client, each user logged in through the "
-        f"login form), the clock stopped at {DEFAULT_AT.isoformat()}; the SQL floor is one "
-        "hand-written statement per page returning the same rows (« Mes appels ») or the "
-        "key figures (dashboard: received, answered, answer rate, wait, outcomes, calls that "
-        "reached no département), run on a connection of the app's engine, interleaved with "
-        "the page requests. p95 is nearest-rank. Full GCs: Python's full garbage collections "
-        "that ran during the page's timed requests.",
-        *(f"- {s}" for s in setups), "", "## Results", "", text, "",
-        "## Checks", "",
-        *(f"- {c}" for c in checks + failures or
-          ["every page answered 200 with its expected text and no form error; on the first "
-           "round each « Mes appels » page showed the SQL's 50 rows in order (reference, "
-           "département, local time, outcome) and its next-page link, and each dashboard the "
-           "SQL's key figures (and, nationally, 101 départements adding up to them)."]), "",
-        f"**Verdict: {verdict}** (« Mes appels » p95 < {TARGET_CALLS_MS:.0f} ms, national "
-        f"dashboard p95 < {TARGET_DASHBOARD_MS:.0f} ms; benchmark took "
-        f"{time.monotonic() - started:.0f} s)", ""])
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(md)
-    print("\n" + md + f"\nWritten to {RESULTS}")
-    return status
+    return run.finish(
+        [f"{sizes.calls:,} calls and {sizes.solicitations:,} solicitations from "
+         f"{FIRST_DAY.isoformat()} to {DEFAULT_AT.date().isoformat()}, spread over the 101 "
+         "départements (big ones get more), bulk-inserted as the app writes them (SQLite: "
+         "executemany in one transaction, no ANALYZE, as in production; PostgreSQL: COPY then "
+         "VACUUM ANALYZE, what autovacuum does).",
+         f"Pages requested in-process (Flask test client, each user logged in through the "
+         f"login form), the clock stopped at {DEFAULT_AT.isoformat()}; the SQL floor is one "
+         "hand-written statement per page returning the same rows (« Mes appels ») or the "
+         "key figures (dashboard: received, answered, answer rate, wait, outcomes, calls that "
+         "reached no département), run on a connection of the app's engine, interleaved with "
+         "the page requests. p95 is nearest-rank. Full GCs: Python's full garbage collections "
+         "that ran during the page's timed requests."],
+        agreed="every page answered 200 with its expected text and no form error; on the first "
+               "round each « Mes appels » page showed the SQL's 50 rows in order (reference, "
+               "département, local time, outcome) and its next-page link, and each dashboard "
+               "the SQL's key figures (and, nationally, 101 départements adding up to them).",
+        targets=f"« Mes appels » p95 < {TARGET_CALLS_MS:.0f} ms, national dashboard p95 < "
+                f"{TARGET_DASHBOARD_MS:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -12,35 +12,32 @@ measured by mistake.
 
 Pages: the directory overview, a département's edit page (the one with the most closures),
 the audit log's first page and a deep page (keyset cursor 90,000 rows down).
+
+This module owns the data set, the pages and their checks; timing and report: bench/harness.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
-import io
 import json
-import math
-import pstats
 import random
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
-from zoneinfo import ZoneInfo
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from bench import harness
+from bench.harness import Html, Page, Timings
 
 RESULTS = Path(__file__).with_name("results") / "web.md"
+#: The issue's target, for the directory pages; the audit log pages are measured, not judged.
 TARGET_P95_MS = 150.0
-#: Pages judged against the target (the issue's); the audit log pages are measured, not judged.
-JUDGED = ("overview", "edit")
+#: The report's table (`harness.table`): its one target named in the header, ratios in units.
+TABLE_STYLE = {"header_target": TARGET_P95_MS, "ratio_digits": 0}
 ADMIN_EMAIL = "admin.bench@example.gouv.fr"
 ADMIN_PASSWORD = "un mot de passe de banc d'essai"
 #: The instant the pages are asked about: Friday 13 March 2026, 17:00 in Paris. Every
@@ -186,63 +183,9 @@ def build(url: str, sizes: Sizes = Sizes(), at: datetime = DEFAULT_AT,
                    counts=counts, built_seconds=time.perf_counter() - started)
 
 
-def make_app(data: Dataset, tmp: Path):
-    """The real app on the dataset's database, its clock stopped at the dataset's instant."""
-    from app import create_app
-    return create_app({
-        "DATABASE_URL": data.url, "SECRET_KEY": "bench-web-secret", "SVI_ENV": "development",
-        "PUBLIC_BASE_URL": "", "LOG_LEVEL": "WARNING", "CLOCK": lambda: data.at,
-        "JOURNAL_DIR": str(tmp / "journal"), "MAIL_OUTBOX_DIR": str(tmp / "outbox"),
-        "WORKBOOK_STORAGE_DIR": str(tmp / "workbooks")})
-
-
-class _Page(HTMLParser):
-    """Cells of the first table's body rows and the attributes of every input of a page."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.rows: list[list[str]] = []
-        self.inputs: list[dict[str, str]] = []
-        self._tables = 0
-        self._in_body = False
-        self._cell: list[str] | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "input":
-            self.inputs.append({k: v or "" for k, v in attrs})
-        elif tag == "table":
-            self._tables += 1
-        elif tag == "tbody" and self._tables == 1:
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self.rows.append([])
-        elif tag == "td" and self._in_body:
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag == "tbody":
-            self._in_body = False
-        elif tag == "td" and self._cell is not None:
-            self.rows[-1].append(" ".join("".join(self._cell).split()))
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def login(client) -> None:
-    """Log the admin in through the real login form (CSRF token read from the page)."""
-    import re
-    page = client.get("/connexion").get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-    if token is None:
-        raise RuntimeError("no CSRF token on the login page")
-    answer = client.post("/connexion", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-                                              "csrf_token": token.group(1)})
-    if answer.status_code != 302:
-        raise RuntimeError(f"login refused ({answer.status_code})")
+def clients(app) -> dict:
+    """The admin's test client, logged in through the real login form."""
+    return {"admin": harness.login(app.test_client(), ADMIN_EMAIL, ADMIN_PASSWORD)}
 
 
 # --- the pages and their floors ------------------------------------------------------------
@@ -286,7 +229,7 @@ def _json_list(value) -> list:
 
 def _check_overview(html: str, rows) -> list[str]:
     """The overview shows every département of the SQL, each with its number of lines."""
-    page = _Page(html)
+    page = Html(html)
     shown = {cells[0]: int(cells[4]) for cells in page.rows if len(cells) == 6}
     wanted = {r.code: len(_json_list(r.lines)) for r in rows}
     problems = []
@@ -302,7 +245,7 @@ def _check_overview(html: str, rows) -> list[str]:
 def _check_edit(html: str, rows) -> list[str]:
     """The edit page shows the département's lines and every exception not over yet (past ones
     are kept without being shown)."""
-    page = _Page(html)
+    page = Html(html)
     if len(rows) != 1:
         return [f"the SQL returned {len(rows)} départements"]
     row = rows[0]
@@ -326,7 +269,7 @@ def _check_edit(html: str, rows) -> list[str]:
 
 def _check_audit(html: str, rows) -> list[str]:
     """The audit page shows the SQL's first 50 rows, in order, and offers older ones."""
-    page = _Page(html)
+    page = Html(html)
     shown = [(cells[1], cells[2]) for cells in page.rows if len(cells) == 4]
     wanted = [(r.actor, r.departement_code or "—") for r in rows[:50]]
     problems = []
@@ -337,20 +280,6 @@ def _check_audit(html: str, rows) -> list[str]:
     return problems
 
 
-@dataclass
-class Page:
-    """One page under test and the hand-written statement that reads the same data."""
-
-    key: str
-    title: str
-    url: str
-    expected: str
-    sql: str
-    params: dict
-    check: Callable[[str, list], list[str]]
-    types: dict = field(default_factory=dict)
-
-
 def pages(data: Dataset, dialect: str) -> list[Page]:
     """The four pages, with their floors written for `dialect`."""
     from core.db import UTCDateTime
@@ -358,19 +287,21 @@ def pages(data: Dataset, dialect: str) -> list[Page]:
     directory = _DIRECTORY_SQL.format(agg=agg, arr=arr, text=text)
     at, entry_id = data.deep_cursor
     return [
-        Page("overview", "Directory overview (101 départements now)", "/annuaire/",
-             "Départements : 101 sur 101", directory, {}, _check_overview),
+        Page("overview", "Directory overview (101 départements now)", "admin", "/annuaire/",
+             "Départements : 101 sur 101", directory, {}, _check_overview,
+             target=TARGET_P95_MS),
         Page("edit", f"Edit page of {data.edit_code} "
                      f"({data.counts.get('closures of the edited département', 0)} closures)",
-             f"/annuaire/{data.edit_code}/modifier", "Périodes en cours et à venir",
-             directory + "\n WHERE d.code = :code", {"code": data.edit_code}, _check_edit),
+             "admin", f"/annuaire/{data.edit_code}/modifier", "Périodes en cours et à venir",
+             directory + "\n WHERE d.code = :code", {"code": data.edit_code}, _check_edit,
+             target=TARGET_P95_MS),
         Page("audit", f"Audit log, first page (50 of {data.counts.get('audit rows', 0):,})",
-             "/admin/journal",
+             "admin", "/admin/journal",
              "Journal des modifications", _AUDIT_SQL.format(where=""), {}, _check_audit),
         Page("audit-deep", f"Audit log, deep page "
                            f"({data.counts.get('audit rows above the deep page', 0):,} rows "
                            "down, keyset)",
-             "/admin/journal?" + urlencode({"avant": f"{at.isoformat()}|{entry_id}"}),
+             "admin", "/admin/journal?" + urlencode({"avant": f"{at.isoformat()}|{entry_id}"}),
              "Plus récentes",
              _AUDIT_SQL.format(where=DEEP_WHERE),
              {"at": at, "id": entry_id}, _check_audit, {"at": UTCDateTime()}),
@@ -379,156 +310,11 @@ def pages(data: Dataset, dialect: str) -> list[Page]:
 
 # --- measuring -----------------------------------------------------------------------------
 
-@dataclass
-class Timings:
-    """Milliseconds of each request of a page and of each run of its statement."""
-
-    page: list[float] = field(default_factory=list)
-    sql: list[float] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    #: Full (generation 2) garbage collections that ran during the timed page requests.
-    full_gcs: int = 0
-
-
-class _FullCollections:
-    """Counts Python's full garbage collections (a pause of tens of ms with the app loaded)."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, phase: str, info: dict) -> None:
-        if phase == "start" and info["generation"] == 2:
-            self.count += 1
-
-    def __enter__(self) -> "_FullCollections":
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        gc.callbacks.remove(self)
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile (`share` in 0..1) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
 def measure(app, data: Dataset, requests: int, warmup: int = 3,
             only: set[str] | None = None) -> dict[str, Timings]:
-    """Log in, then request each page `requests` times, its statement as many times,
-    interleaved (page then SQL on even rounds, SQL then page on odd ones). The first answer of
-    each is checked against the other (`Page.check`), every answer for status and text."""
-    from sqlalchemy import bindparam, text
-    engine = app.extensions["svi.engine"]
-    todo = [p for p in pages(data, engine.dialect.name) if only is None or p.key in only]
-    statements = {p.key: text(p.sql).bindparams(*(bindparam(k, type_=t)
-                                                  for k, t in p.types.items()))
-                  for p in todo}
-    results = {p.key: Timings() for p in todo}
-    client = app.test_client()
-    login(client)
-    with engine.connect() as conn, _FullCollections() as collections:
-        def run_sql(page: Page) -> tuple[float, list]:
-            t = time.perf_counter()
-            rows = conn.execute(statements[page.key], page.params).all()
-            elapsed = (time.perf_counter() - t) * 1000
-            conn.rollback()
-            return elapsed, rows
-
-        def run_page(page: Page) -> tuple[float, str]:
-            before = collections.count
-            t = time.perf_counter()
-            answer = client.get(page.url)
-            body = answer.get_data(as_text=True)
-            elapsed = (time.perf_counter() - t) * 1000
-            results[page.key].full_gcs += collections.count - before
-            if answer.status_code != 200 or page.expected not in body:
-                raise RuntimeError(f"{page.url} answered {answer.status_code} without "
-                                   f"« {page.expected} »")
-            return elapsed, body
-
-        for page in todo:  # warm-up: templates compiled, caches filled; then the cross-check
-            for _ in range(warmup):
-                run_page(page)
-                run_sql(page)
-            results[page.key].problems = page.check(run_page(page)[1], run_sql(page)[1])
-            results[page.key].full_gcs = 0
-        for n in range(requests):
-            for page in todo:
-                r = results[page.key]
-                if n % 2:
-                    r.sql.append(run_sql(page)[0])
-                    r.page.append(run_page(page)[0])
-                else:
-                    r.page.append(run_page(page)[0])
-                    r.sql.append(run_sql(page)[0])
-    return results
-
-
-def profile(app, data: Dataset, key: str, requests: int, out=sys.stdout) -> None:
-    """cProfile `requests` requests of one page; print the 30 costliest functions."""
-    page = next(p for p in pages(data, app.extensions["svi.engine"].dialect.name)
-                if p.key == key)
-    client = app.test_client()
-    login(client)
-    client.get(page.url)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(requests):
-        client.get(page.url)
-    profiler.disable()
-    buffer = io.StringIO()
-    pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(30)
-    print(buffer.getvalue(), file=out)
-
-
-@contextmanager
-def database(backend: str, tmp: Path):
-    """A fresh, empty database URL for `backend` ("sqlite" or "postgresql")."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench-web.sqlite3'}"
-    else:
-        from bench.servers import postgres
-        with postgres() as (url, _pid):
-            yield url
-
-
-# --- report --------------------------------------------------------------------------------
-
-def table(results: dict[str, dict[str, Timings]], titles: dict[str, str]) -> tuple[str, bool]:
-    """The Markdown table of every backend's pages, and whether every judged page passed."""
-    lines = ["| Database | Page | Requests | Page p50 / p95 / max (ms) | "
-             "SQL p50 / p95 / max (ms) | p95 page/SQL | Full GCs | Target p95 < 150 ms |",
-             "|:---|:---|---:|---:|---:|---:|---:|:---|"]
-    passed = True
-    for backend, pages_ in results.items():
-        for key, t in pages_.items():
-            p = [percentile(t.page, s) for s in (0.5, 0.95)] + [max(t.page)]
-            q = [percentile(t.sql, s) for s in (0.5, 0.95)] + [max(t.sql)]
-            if key in JUDGED:
-                ok = p[1] < TARGET_P95_MS and not t.problems
-                passed &= ok
-                verdict = "PASS" if ok else "FAIL"
-            else:
-                verdict = "(measured)" if not t.problems else "FAIL (check)"
-                passed &= not t.problems
-            lines.append(f"| {backend} | {titles[key]} | {len(t.page)} | "
-                         f"{p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} | "
-                         f"{q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f} | {p[1] / q[1]:.0f}× | "
-                         f"{t.full_gcs} | {verdict} |")
-    return "\n".join(lines), passed
-
-
-def software() -> str:
-    """Versions of what the pages run on."""
-    import sqlite3
-    from importlib.metadata import version
-
-    from bench.report import _postgres_version
-    return (f"Flask {version('flask')}, Jinja2 {version('jinja2')}, WTForms {version('wtforms')}, "
-            f"SQLAlchemy {version('sqlalchemy')}, psycopg {version('psycopg')}, "
-            f"SQLite {sqlite3.sqlite_version}, PostgreSQL {_postgres_version()}")
+    """Log in, then time each page and its floor (`harness.measure`)."""
+    return harness.measure(app, pages(data, app.extensions["svi.engine"].dialect.name),
+                           clients(app), requests, warmup, only)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -542,93 +328,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lines", type=int, default=Sizes.lines)
     p.add_argument("--closures", type=int, default=Sizes.closures)
     p.add_argument("--audit", type=int, default=Sizes.audit, help="audit log rows")
-    p.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    harness.add_run_options(p, ["overview", "edit", "audit", "audit-deep"])
     p.add_argument("--gc-freeze", action="store_true",
                    help="gc.freeze() once the app is loaded, as a server could after forking "
                         "its workers: full collections then skip the app's own objects")
-    p.add_argument("--profile", choices=("overview", "edit", "audit", "audit-deep"),
-                   help="instead of measuring, profile this page (cProfile) and print the top")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build each database, measure, print the Markdown report, write bench/results/web.md.
-
-    Exit status: 0 when every judged page is under its target and every check agrees, 1
-    otherwise, 2 when a database could not be measured."""
-    import logging
-
-    from bench import report
+    """Build each database, measure, print the Markdown report, write bench/results/web.md;
+    the exit status of `harness.Run.finish`."""
     args = parse_args(argv)
     sizes = Sizes(lines=args.lines, closures=args.closures, audit=args.audit,
                   deep=min(Sizes.deep, int(args.audit * 0.9)))
-    backends = [b for b, skip in (("sqlite", args.no_sqlite), ("postgresql", args.no_postgres))
-                if not skip]
-    started, machine = time.monotonic(), report.machine()
-    machine["Software"] = software()
-    results: dict[str, dict[str, Timings]] = {}
-    titles, setups, failures = {}, [], []
-    for backend in backends:
-        tmp = Path(tempfile.mkdtemp(prefix="svi-bench-web-"))
-        try:
-            with database(backend, tmp) as url:
-                print(f"{backend}: building {sizes.lines} lines, {sizes.closures:,} closures, "
-                      f"{sizes.audit:,} audit rows…", flush=True)
-                data = build(url, sizes)
-                app = make_app(data, tmp)
-                logging.getLogger().setLevel(logging.WARNING)
+    run = harness.Run("the admin's web pages", RESULTS)
+    for backend in harness.backends(args):
+        with run.backend(backend) as (tmp, url):
+            print(f"{backend}: building {sizes.lines} lines, {sizes.closures:,} closures, "
+                  f"{sizes.audit:,} audit rows…", flush=True)
+            data = build(url, sizes)
+            with harness.serve(data, tmp) as app:
                 if args.gc_freeze:
                     gc.collect()
                     gc.freeze()
-                setups.append(f"{backend}: built in {data.built_seconds:.0f} s: " + ", ".join(
-                    f"{v:,} {k}" for k, v in data.counts.items()))
+                run.built(backend, data)
+                todo = pages(data, app.extensions["svi.engine"].dialect.name)
                 if args.profile:
-                    profile(app, data, args.profile, args.requests)
-                    continue
-                print(f"{backend}: measuring…", flush=True)
-                directory = measure(app, data, args.requests, args.warmup, {"overview", "edit"})
-                audit = measure(app, data, args.audit_requests, args.warmup,
-                                {"audit", "audit-deep"})
-                results[backend] = {**directory, **audit}
-                titles.update({p.key: p.title for p in pages(data, "sqlite")})
-                from core import db as core_db
-                core_db.dispose(app)
-        except Exception as exc:  # report it with the other figures, go on
-            failures.append(f"{backend}: not measured: {exc}")
-            print(f"  failed: {exc!r}", file=sys.stderr, flush=True)
-        finally:
-            if args.gc_freeze:
-                gc.unfreeze()
-            shutil.rmtree(tmp, ignore_errors=True)
+                    page = next(p for p in todo if p.key == args.profile)
+                    harness.profile(page, clients(app), args.requests)
+                else:
+                    print(f"{backend}: measuring…", flush=True)
+                    directory = measure(app, data, args.requests, args.warmup,
+                                        {"overview", "edit"})
+                    audit = measure(app, data, args.audit_requests, args.warmup,
+                                    {"audit", "audit-deep"})
+                    run.measured(backend, todo, {**directory, **audit})
+        if args.gc_freeze:
+            gc.unfreeze()
     if args.profile:
         return 0
-    text, passed = table(results, titles) if results else ("(no results)", False)
-    checks = [f"{b}, {titles[k]}: {p}" for b, r in results.items() for k, t in r.items()
-              for p in t.problems]
-    status = 2 if failures else (0 if passed else 1)
-    verdict = {0: "PASS", 1: "FAIL", 2: "DOUBTFUL (a database was not measured)"}[status]
-    md = "\n".join([
-        "# SVI benchmark: the admin's web pages", "", "## Machine", "",
-        *(f"- **{k}**: {v}" for k, v in machine.items()), "", "## Set-up", "",
-        f"- Pages requested in-process (Flask test client, logged in as an admin), at the "
-        f"instant {DEFAULT_AT.isoformat()} (Friday 17:00 in Paris); the SQL floor is one "
-        "hand-written statement per page returning the same data (JSON-aggregated per "
-        "département for the directory pages), run on a connection of the app's engine, "
-        "interleaved with the page requests. p95 is nearest-rank. Full GCs: Python's full "
-        "garbage collections that ran during the page's timed requests (each a pause of "
-        "tens of ms here)" + (", after gc.freeze() (--gc-freeze)." if args.gc_freeze else "."),
-        *(f"- {s}" for s in setups), "", "## Results", "", text, "",
-        "## Checks", "",
-        *(f"- {c}" for c in checks + failures or
-          ["every page answered 200 with its expected text; on the first round each page "
-           "showed the same départements, lines, periods and audit entries as its SQL."]), "",
-        f"**Verdict: {verdict}** (directory pages p95 < {TARGET_P95_MS:.0f} ms; "
-        f"benchmark took {time.monotonic() - started:.0f} s)", ""])
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(md)
-    print("\n" + md + f"\nWritten to {RESULTS}")
-    return status
+    return run.finish(
+        [f"Pages requested in-process (Flask test client, logged in as an admin), at the "
+         f"instant {DEFAULT_AT.isoformat()} (Friday 17:00 in Paris); the SQL floor is one "
+         "hand-written statement per page returning the same data (JSON-aggregated per "
+         "département for the directory pages), run on a connection of the app's engine, "
+         "interleaved with the page requests. p95 is nearest-rank. Full GCs: Python's full "
+         "garbage collections that ran during the page's timed requests (each a pause of "
+         "tens of ms here)" + (", after gc.freeze() (--gc-freeze)." if args.gc_freeze else ".")],
+        agreed="every page answered 200 with its expected text; on the first round each page "
+               "showed the same départements, lines, periods and audit entries as its SQL.",
+        targets=f"directory pages p95 < {TARGET_P95_MS:.0f} ms",
+        **TABLE_STYLE)
 
 
 if __name__ == "__main__":
