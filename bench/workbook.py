@@ -35,10 +35,7 @@ YEAR = 2026
 BATCH = 20_000
 KINDS = {"read": "Database read only (iter_rows)",
          "ours": "Ours: export_workbook → write_workbook",
-         "raw": "Raw openpyxl write-only, same rows",
-         "ours-mmap": "Ours, with the voice path's 256 MB SQLite memory map"}
-#: Run at the largest size only: what the memory map would cost an export if it were global.
-MMAP_ONLY_AT_LARGEST = {"ours-mmap"}
+         "raw": "Raw openpyxl write-only, same rows"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -157,19 +154,11 @@ def child(spec: dict) -> dict:
     from tracking.workbook import MAX_ROWS_PER_SHEET, history_sheet_title
 
     engine = make_engine(spec["url"])
-    if spec["kind"] == "ours-mmap":
-        from sqlalchemy import event
-
-        from core.db import HOT_MMAP_BYTES
-
-        @event.listens_for(engine, "connect")
-        def _map(dbapi_conn, _record):
-            dbapi_conn.execute(f"PRAGMA mmap_size={HOT_MMAP_BYTES}")
     start, end = date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"])
     out = Path(spec["out"])
     with Session(engine) as db:
         cpu, wall = time.process_time(), time.perf_counter()
-        if spec["kind"] in ("ours", "ours-mmap"):
+        if spec["kind"] == "ours":
             count = export_workbook(db, departement=None, start=start, end=end, path=out)
         elif spec["kind"] == "raw":
             wb, count, ws = Workbook(write_only=True), 0, None
@@ -243,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
             start, end = period_of(size, args.rows)
             results[size] = {}
             for kind in KINDS:
-                if kind in MMAP_ONLY_AT_LARGEST and size != args.rows:
-                    continue
                 print(f"- {KINDS[kind]}, {start} → {end}…", flush=True)
                 results[size][kind] = run_child(dict(
                     kind=kind, url=f"sqlite:///{db_path}", start=start.isoformat(),
@@ -305,12 +292,6 @@ def render(args, machine: dict, results: dict[int, dict[str, dict]], built: floa
         "empty comments as empty cells where raw writes empty strings.",
         "The machine is shared: CPU time is the steadier figure when other processes run.",
     ]
-    if "ours-mmap" in big:
-        notes.append(
-            f"SQLite memory map: peak {big['ours-mmap']['peak_mb']:.0f} MB with the voice path's "
-            f"256 MB map, {ours['peak_mb']:.0f} MB without: mapped database pages count as "
-            "resident memory. The map is kept on the voice path's own connections only (its "
-            "reads copy no page), never for exports, imports or jobs.")
     if issues:
         status, word = 2, "DOUBTFUL (see checks)"
     else:

@@ -95,9 +95,6 @@ LOCK_WAIT = 15
 #: Longest wait for a lock or a statement on the voice path: Twilio waits 15 s in all for an
 #: answer, and a webhook may run two or three statements; past it, the write is journaled.
 VOICE_LOCK_WAIT = 1.5
-#: The SQLite memory map the voice path's kept connections used to have (no longer: see
-#: `open_hot_connection`); bench/workbook.py still measures an export with it.
-HOT_MMAP_BYTES = 256 * 1024 * 1024
 
 
 def make_engine(url: str, *, lock_wait: float = LOCK_WAIT) -> Engine:
