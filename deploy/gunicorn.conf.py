@@ -24,6 +24,10 @@ Choices:
   the same list to X-Forwarded-* (core/proxy.py); empty trusts no proxy at all.
 - No gunicorn access log: the app writes one line per request itself (core/logs.py), with the
   CallSid and the IVR step.
+- gc.freeze() once a worker has loaded the app (post_worker_init): the objects start-up built
+  (modules, the app, the directory snapshot) leave the garbage collector's generations, so a
+  full collection no longer walks them — tens of milliseconds each on this app, what made the
+  web pages' p95 (bench/web.py --gc-freeze: README « Web pages »).
 - Prometheus multi-process mode: PROMETHEUS_MULTIPROC_DIR (default instance/metrics/<port>) is
   emptied when the server starts, each worker writes there, a dead worker's live gauges are
   removed when gunicorn reaps it (child_exit). One directory per gunicorn server: two servers
@@ -32,6 +36,7 @@ Choices:
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -93,6 +98,11 @@ def on_starting(server):
     folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("INSTANCE_NAME", f"{socket.gethostname()}:{_port(address)}")
     svi_logs._instance = None  # the master's next lines carry the name too
+
+
+def post_worker_init(worker):
+    """The worker has loaded the app: freeze what start-up built (see the module's notes)."""
+    gc.freeze()
 
 
 def child_exit(server, worker):

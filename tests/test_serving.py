@@ -3,6 +3,7 @@ signatures still valid behind the proxy; the gunicorn configuration file (deploy
 
 from __future__ import annotations
 
+import gc
 import os
 import runpy
 import shutil
@@ -149,6 +150,15 @@ def test_gunicorn_start_empties_the_metrics_folder_and_names_the_instance(monkey
     (folder / "counter_4242.db").write_bytes(b"")
     conf["child_exit"](None, SimpleNamespace(pid=4242))
     assert [p.name for p in folder.iterdir()] == ["counter_4242.db"]  # counters still count
+
+
+def test_gunicorn_workers_freeze_what_start_up_built(monkeypatch, tmp_path):
+    conf = _conf(monkeypatch, tmp_path)
+    try:
+        conf["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_gunicorn_configuration_refuses_a_bad_setting():
