@@ -27,7 +27,6 @@ blp = Blueprint("api_solicitations", __name__, url_prefix="/api/v1",
 
 MAX_PAGE = 200
 #: Motifs one qualification may give (a call split into several rows).
-MAX_MOTIFS = 10
 ADDABLE_CHANNELS = [c.name for c in Channel if c is not Channel.phone_svi]
 
 
@@ -134,7 +133,8 @@ class MotifIn(Schema):
 
 
 class Qualification(Schema):
-    motifs = List(Nested(MotifIn), required=True, min_items=1, max_items=MAX_MOTIFS,
+    motifs = List(Nested(MotifIn), required=True, min_items=1,
+                  max_items=solicitations.MAX_MOTIFS,
                   metadata={"description": "un motif par ligne ; l'appel en aura exactement "
                                            "ces lignes"})
     comment = String(load_default=None, allow_none=True, max_length=solicitations.MAX_COMMENT)

@@ -12,7 +12,8 @@ from audit.models import AuditEntry
 from core import text as text_policy
 from core.db import utcnow
 
-MAX_VALUE = 2000  # characters kept of one value in the log
+MAX_VALUE = 4000  # characters kept of one value: the longest text people write (a comment)
+MAX_ACTOR = 300  # characters kept of who made a change (the column's size)
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,13 @@ class Actor:
 
     @classmethod
     def file_import(cls, filename: str, by: "Actor") -> "Actor":
-        """An import of a file, by a person or a command."""
-        return cls(f"import:{filename} ({by.label})", by.user_id)
+        """An import of a file, by a person or a command: the name (chosen by whoever uploads it)
+        is cut so that the label always ends with who imported it."""
+        name = text_policy.clean(filename).strip()
+        room = max(MAX_ACTOR - len(f"import: ({by.label})"), 12)
+        if len(name) > room:
+            name = name[:room - 1] + "…"
+        return cls(f"import:{name} ({by.label})", by.user_id)
 
     @classmethod
     def system(cls, job: str) -> "Actor":
@@ -73,7 +79,7 @@ def record(db: Session, actor: Actor, *, entity: str, summary: str,
     """Add one audit row for a change made by `actor`."""
     changes = {field: [_value(before), _value(after)]
                for field, (before, after) in (changes or {}).items() if before != after}
-    entry = AuditEntry(at=utcnow(), actor=text_policy.clean(actor.label)[:300],
+    entry = AuditEntry(at=utcnow(), actor=text_policy.clean(actor.label)[:MAX_ACTOR],
                        actor_user_id=actor.user_id, departement_code=departement_code,
                        entity=entity, summary=text_policy.clean(summary)[:300],
                        changes=changes)

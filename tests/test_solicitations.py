@@ -135,11 +135,12 @@ def test_solicitation_commands(app, twilio, db, clock):
         entries[2].summary]
     assert entries[2].summary.startswith("S-") and entries[2].summary.endswith("ajoutée (Courriel)")
     assert all(e.actor.startswith("cli:") and e.departement_code == "93" for e in entries)
-    assert entries[0].changes["Motifs"] == ["À qualifier",
-                                            "Usage du SI › Saisie et consultation des demandes"]
-    assert entries[0].changes["Résolu au niveau 1"] == ["", "oui"]
-    assert entries[1].changes["Motifs"][1] == ("Usage du SI › Saisie et consultation des demandes"
-                                               " ; Habilitations et comptes › Modification des droits")
+    saisie = "Usage du SI › Saisie et consultation des demandes — résolu au niveau 1 : oui"
+    assert entries[0].changes == {row.reference: ["À qualifier", saisie],
+                                  f"{row.reference}, commentaire": ["", "ok"]}
+    [added] = [r for r in _rows(db, call_record(db, t.call_sid)) if r.id != row.id]
+    assert entries[1].changes == {  # the split adds a row: the first one is unchanged
+        added.reference: ["", "Habilitations et comptes › Modification des droits"]}
 
 
 def _audit(db) -> list[AuditEntry]:
@@ -157,13 +158,16 @@ def test_qualification_sent_twice_is_audited_once(app, db):
         db.commit()
     [entry] = _audit(db)
     assert entry.actor == "test:pytest" and entry.summary == f"{row.reference} qualifiée : 2 motif(s)"
-    assert entry.changes["Commentaire"] == ["", "deux sujets"]
+    second = _rows(db, call)[1]
+    assert entry.changes == {
+        row.reference: ["Usage du SI", "Usage du SI › Traitement des doublons"],
+        f"{row.reference}, commentaire": ["", "deux sujets"],
+        second.reference: ["", "Habilitations et comptes › Création de compte"]}
     # One motif fewer: the second row goes, and the log says so.
     solicitations.qualify_motifs(db, row, motifs[:1], actor=factories.ACTOR)
     db.commit()
-    assert _audit(db)[-1].changes["Motifs"] == [
-        "Usage du SI › Traitement des doublons ; Habilitations et comptes › Création de compte",
-        "Usage du SI › Traitement des doublons"]
+    assert _audit(db)[-1].changes == {
+        second.reference: ["Habilitations et comptes › Création de compte", ""]}
 
 
 def test_quarter_bounds():

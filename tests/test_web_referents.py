@@ -166,7 +166,7 @@ def test_qualification_with_two_motifs_creates_two_rows(app, db, ref93, admin):
     [entry] = _audit(db)
     assert (entry.actor, entry.departement_code, entry.summary) == (
         f"utilisateur:{REF93}", "93", f"{row.reference} qualifiée : 2 motif(s)")
-    assert entry.changes["Commentaire"] == ["", "doublon puis\ncréation de compte"]
+    assert entry.changes[f"{row.reference}, commentaire"] == ["", "doublon puis\ncréation de compte"]
     journal = admin.get("/admin/journal?departement=93").get_data(as_text=True)
     assert f'<a href="/appels/{row.reference}">{row.reference}</a> qualifiée : 2 motif(s)' in journal
 
@@ -203,7 +203,7 @@ def test_referent_adds_an_email_solicitation(app, db, ref93):
     assert response.headers["Location"] == f"/appels/{row.reference}"
     [entry] = _audit(db)
     assert entry.summary == f"{row.reference} ajoutée (Courriel)"
-    assert entry.changes["Motifs"] == ["", "Habilitations et comptes › Mot de passe et connexion"]
+    assert entry.changes[row.reference] == ["", "Habilitations et comptes › Mot de passe et connexion"]
 
 
 def test_add_form_errors_are_tied_to_their_fields(app, db, ref93):

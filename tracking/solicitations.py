@@ -32,6 +32,8 @@ class SolicitationError(ValueError):
 
 #: Longest comment kept on a row (Excel holds at most 32,767 characters in a cell).
 MAX_COMMENT = 4000
+#: Most motifs one call is split into (one row each): the web form, the API and the CLI.
+MAX_MOTIFS = 10
 
 
 def checked_comment(comment: str | None) -> str | None:
@@ -103,20 +105,29 @@ def _yes_no(value: bool | None) -> str:
 
 
 def _qualification(rows: list[Solicitation]) -> dict[str, str]:
-    """What the audit log shows of a call's qualification (its first row first)."""
-    first = rows[0]
-    return {"Motifs": " ; ".join(_motif_label(r) for r in rows), "Commentaire": first.comment or "",
-            "Résolu au niveau 1": _yes_no(first.resolved_first_level),
-            "Escaladé": _yes_no(first.escalated)}
+    """What the audit log shows of a call's qualification: each row's motif and follow-up, and
+    its comment, keyed by the row's reference (the call's first row first)."""
+    described = {}
+    for r in rows:
+        follow_up = [f"{label} : {_yes_no(value)}" for label, value in (
+            ("résolu au niveau 1", r.resolved_first_level), ("escaladé", r.escalated))
+            if value is not None]
+        described[r.reference] = " — ".join([_motif_label(r), *follow_up])
+        if r.comment:
+            described[f"{r.reference}, commentaire"] = r.comment
+    return described
 
 
 def _audit_qualification(db: Session, actor: Actor, before: dict, rows: list[Solicitation]) -> None:
+    """One entry for a change of a call's rows (added, changed or removed); none when the same
+    qualification was sent again."""
     after = _qualification(rows)
-    if after == before:  # the same qualification sent again: nothing changed, nothing logged
+    if after == before:
         return
+    keys = [*after, *(key for key in before if key not in after)]
     record(db, actor, entity="sollicitation", departement_code=rows[0].departement_code,
            summary=f"{rows[0].reference} qualifiée : {len(rows)} motif(s)",
-           changes={name: (before.get(name, ""), value) for name, value in after.items()})
+           changes={key: (before.get(key, ""), after.get(key, "")) for key in keys})
 
 
 def qualify(db: Session, row: Solicitation, *, actor: Actor, thematique: str, motif: str,
@@ -172,6 +183,7 @@ def split(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | Non
     """One row per motif for the same call or email: `row` takes the first, new rows the others."""
     if len(motifs) < 2:
         raise SolicitationError("une répartition demande au moins deux motifs")
+    _check_motif_count(row, motifs)
     before = _qualification(rows_of_call(db, row))
     _set_motif(db, row, thematique=motifs[0][0], motif=motifs[0][1], sous_motif=motifs[0][2])
     rows = [row]
@@ -228,6 +240,15 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
     return row
 
 
+def _check_motif_count(row: Solicitation, motifs: list) -> None:
+    """A call takes at most MAX_MOTIFS motifs; a row without a call (an email, a form) one."""
+    if row.call_id is None and len(motifs) > 1:
+        raise SolicitationError("une sollicitation hors SVI porte un seul motif : ajoutez une "
+                                "autre sollicitation pour un autre sujet")
+    if len(motifs) > MAX_MOTIFS:
+        raise SolicitationError(f"un appel porte {MAX_MOTIFS} motifs au plus")
+
+
 class StaleQualification(SolicitationError):
     """The call was qualified since the form (or the API client) read it; nothing was written."""
 
@@ -268,9 +289,7 @@ def qualify_motifs(db: Session, row: Solicitation, motifs: list[tuple[str, str, 
     lock_call(db, row)
     if expected_state is not None and expected_state != state_token(db, row):
         raise StaleQualification("cet appel a été qualifié entre-temps : rien n'a été enregistré")
-    if row.call_id is None and len(motifs) > 1:
-        raise SolicitationError("une sollicitation hors SVI porte un seul motif : ajoutez une "
-                                "autre sollicitation pour un autre sujet")
+    _check_motif_count(row, motifs)
     group = rows_of_call(db, row)
     before = _qualification(group)
     first_row, others = group[0], group[1:]

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from audit.models import AuditEntry
 from audit.operations import Actor, record
 from core import text as text_policy
 from core.spreadsheets import (EARLIEST_YEAR, LATEST_YEAR, MAX_CELLS, MAX_STRINGS, NOT_WORKBOOK,
@@ -349,8 +350,10 @@ def _apply_batches(db: Session, result: _Plan):
         yield
 
 
-def _revert(db: Session, result: _Plan) -> None:
-    """Undo what batches already committed: rows added are deleted, rows updated restored."""
+def _revert(db: Session, result: _Plan, entries: list[int]) -> None:
+    """Undo what batches already committed: rows added are deleted, rows updated restored, the
+    import's audit entries removed."""
+    db.execute(delete(AuditEntry).where(AuditEntry.id.in_(entries)))
     fingerprints = [values["fingerprint"] for values in result.additions]
     for start in range(0, len(fingerprints), 500):
         db.execute(delete(Solicitation).where(
@@ -372,36 +375,40 @@ def import_file(db: Session, path: str | Path, *, actor: Actor,
     again completes it: rows are recognised by reference and fingerprint.)
     """
     result = plan(db, read_rows(path), allowed)
-    changed = _by_departement(result)  # read now: the rows are expired by the commits below
     result.previous = [dict(id=row.id, thematique_id=row.thematique_id, motif_id=row.motif_id,
                             sous_motif_id=row.sous_motif_id, comment=row.comment,
                             resolved_first_level=row.resolved_first_level,
                             escalated=row.escalated) for row, _ in result.updates]
     if commit is None:
+        _audit(db, actor, result)
         for _ in _apply_batches(db, result):
             pass
     else:
         commit()  # validation only read: nothing is held while the batches run
+        entries = _audit(db, actor, result)  # committed with the first batch, undone with it
         try:
             for _ in _apply_batches(db, result):
                 commit()
         except BaseException:
             db.rollback()
-            _revert(db, result)
+            _revert(db, result, entries)
             commit()
             raise
     db.expire_all()
-    summary = (f"{len(result.additions)} ligne(s) ajoutée(s), {len(result.updates)} mise(s) à "
-               f"jour, {result.unchanged} inchangée(s)")
-    for code, (added, updated) in sorted(changed.items()):  # committed by the edge
-        record(db, actor, entity="sollicitation", departement_code=code,
-               summary=f"classeur importé : {added} ligne(s) ajoutée(s), {updated} mise(s) à jour",
-               changes={"Lignes ajoutées": (0, added), "Lignes mises à jour": (0, updated)})
-    return f"Import terminé : {summary}."
+    return (f"Import terminé : {len(result.additions)} ligne(s) ajoutée(s), "
+            f"{len(result.updates)} mise(s) à jour, {result.unchanged} inchangée(s).")
 
 
-def _by_departement(result: _Plan) -> dict[str, tuple[int, int]]:
-    """Rows an import adds and updates, per département: what its audit entries say."""
+def _audit(db: Session, actor: Actor, result: _Plan) -> list[int]:
+    """One audit entry per département the import changes (rows added and updated), written
+    before the rows so that no committed batch is ever without it; their ids."""
     added = Counter(values["departement_code"] for values in result.additions)
     updated = Counter(row.departement_code for row, _ in result.updates)
-    return {code: (added[code], updated[code]) for code in set(added) | set(updated)}
+    entries = [record(db, actor, entity="sollicitation", departement_code=code,
+                      summary=f"classeur importé : {added[code]} ligne(s) ajoutée(s), "
+                              f"{updated[code]} mise(s) à jour",
+                      changes={"Lignes ajoutées": (0, added[code]),
+                               "Lignes mises à jour": (0, updated[code])})
+               for code in sorted(set(added) | set(updated))]
+    db.flush()
+    return [entry.id for entry in entries]

@@ -179,7 +179,8 @@ class QualifyForm(Form):
 
     #: The call's qualification when the form was shown (solicitations.state_token).
     etat = HiddenField()
-    motifs = FieldList(FormField(MotifEntry), min_entries=MOTIF_ROWS, max_entries=MOTIF_ROWS)
+    motifs = FieldList(FormField(MotifEntry), min_entries=MOTIF_ROWS,
+                       max_entries=solicitations.MAX_MOTIFS)
     commentaire = TextAreaField("Commentaire", validators=[Optional()], render_kw={"rows": 3})
     resolu = SelectField("Résolu au niveau 1", choices=YES_NO, validators=[Optional()])
     escalade = SelectField("Escaladé à l'assistance nationale", choices=YES_NO, validators=[Optional()])
@@ -250,17 +251,28 @@ def index():
 @bp.get("/<reference>")
 @policy.allow(policy.logged_in)
 def detail(reference: str):
-    """One solicitation: every row of its call, the call's timeline, the qualification form."""
+    """One solicitation: every row of its call, the call's timeline, the qualification form.
+
+    The form holds the call's whole qualification — every motif (one per row, the call's first
+    row first), the call's comment and follow-up, as on its first row — since saving it makes
+    the call's rows exactly the motifs sent: saved unchanged, it changes nothing."""
     row = _row_or_abort(reference)
+    rows = solicitations.rows_of_call(db.session(), row)
+    first = rows[0]
     form = QualifyForm(data={
-        "motifs": [{"thematique": row.thematique.key if row.thematique else "",
-                    "motif": f"{row.thematique.key}/{row.motif.key}" if row.motif else "",
-                    "sous_motif": (f"{row.thematique.key}/{row.motif.key}/{row.sous_motif.key}"
-                                   if row.sous_motif else "")}],
-        "commentaire": row.comment, "resolu": _as_choice(row.resolved_first_level),
-        "escalade": _as_choice(row.escalated),
+        "motifs": [_motif_choice(r) for r in rows],
+        "commentaire": first.comment, "resolu": _as_choice(first.resolved_first_level),
+        "escalade": _as_choice(first.escalated),
         "etat": solicitations.state_token(db.session(), row)})
     return _detail_page(row, form.setup(_taxonomy()))
+
+
+def _motif_choice(row) -> dict[str, str]:
+    """A row's motif as the form's three lists name it."""
+    them, motif, sous = row.thematique, row.motif, row.sous_motif
+    return {"thematique": them.key if them else "",
+            "motif": f"{them.key}/{motif.key}" if motif else "",
+            "sous_motif": f"{them.key}/{motif.key}/{sous.key}" if sous else ""}
 
 
 def _detail_page(row, form, status: int = 200):
