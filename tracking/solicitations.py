@@ -180,7 +180,8 @@ def state_token(db: Session, row: Solicitation) -> str:
 
 def split(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | None]], *,
           actor: Actor) -> list[Solicitation]:
-    """One row per motif for the same call or email: `row` takes the first, new rows the others."""
+    """One row per motif for the same call: `row` takes the first, new rows the others (a row
+    without a call, an email or a form, takes one motif: a second subject is another row)."""
     if len(motifs) < 2:
         raise SolicitationError("une répartition demande au moins deux motifs")
     _check_motif_count(row, motifs)
