@@ -232,16 +232,10 @@ def _instant(at: datetime, zone: ZoneInfo) -> datetime:
     """An instant of a body: with its offset, or a wall time of the département's zone, which
     must exist and be unambiguous there (not in the hour skipped or repeated at a DST change)."""
     if at.tzinfo is None:
-        local = at.replace(tzinfo=zone)
-        if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != at:
-            abort(422, errors={"json": {"occurred_at": [
-                "cette heure n'existe pas dans le fuseau du département (passage à l'heure "
-                "d'été) : précisez le décalage horaire"]}})
-        if local.utcoffset() != at.replace(tzinfo=zone, fold=1).utcoffset():
-            abort(422, errors={"json": {"occurred_at": [
-                "cette heure existe deux fois dans le fuseau du département (passage à l'heure "
-                "d'hiver) : précisez le décalage horaire"]}})
-        at = local
+        try:
+            at = solicitations.local_instant(at, zone)
+        except solicitations.AmbiguousTime as exc:
+            abort(422, errors={"json": {"occurred_at": [f"{exc} : précisez le décalage horaire"]}})
     if not is_plausible_year(at.astimezone(UTC).year):
         abort(422, errors={"json": {"occurred_at": ["date hors des années acceptées"]}})
     return at

@@ -75,11 +75,13 @@ def test_every_bad_cell_is_named_and_nothing_is_imported(db, tmp_path):
         _row(code="99", channel="Pigeon"),
         _row(them="Usage du SI", motif="Création de compte"),
         _row(when="32/13/2026", channel="Téléphone (SVI)", resolved="peut-être"),
+        _row(when=datetime(2026, 3, 29, 2, 30)),  # never happened in Paris (summer time)
+        _row(when="25/10/2026 02:30"),  # happened twice there (winter time)
     ])
     with pytest.raises(ImportRefused) as refused:
         import_file(db, path, actor=factories.ACTOR)
     lines = refused.value.lines()
-    assert lines[0] == "Import refusé, rien n'a été modifié : 7 erreur(s)"
+    assert lines[0] == "Import refusé, rien n'a été modifié : 9 erreur(s)"
     sheet = "feuille « Historique des sollicitations »"
     expected = [
         f"{sheet}, ligne 3, colonne « Référence » : référence inconnue : « S-INCONNUE00 »",
@@ -89,6 +91,8 @@ def test_every_bad_cell_is_named_and_nothing_is_imported(db, tmp_path):
         f"{sheet}, ligne 6, colonne « Résolu au niveau 1 » : « peut-être » : attendu « oui » ou « non »",
         f"{sheet}, ligne 6, colonne « Canal » : les appels du SVI sont créés par le service",
         f"{sheet}, ligne 6, colonne « Date et heure » : date illisible : « 32/13/2026 »",
+        f"{sheet}, ligne 7, colonne « Date et heure » : cette heure n'existe pas dans le fuseau",
+        f"{sheet}, ligne 8, colonne « Date et heure » : cette heure existe deux fois dans le fuseau",
     ]
     for prefix in expected:
         assert any(line.startswith(prefix) for line in lines), (prefix, lines)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -197,6 +198,24 @@ def split(db: Session, row: Solicitation, motifs: list[tuple[str, str, str | Non
     db.flush()
     _audit_qualification(db, actor, before, rows_of_call(db, row))
     return rows
+
+
+class AmbiguousTime(SolicitationError):
+    """A wall-clock time that does not exist, or exists twice, in the département's zone."""
+
+
+def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The instant a wall-clock time (naive) names in `zone`; refused when that time never
+    happens there (the hour skipped in spring) or happens twice (the hour repeated in autumn)
+    rather than guessed."""
+    local = wall.replace(tzinfo=zone)
+    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
+        raise AmbiguousTime("cette heure n'existe pas dans le fuseau du département (passage à "
+                            "l'heure d'été)")
+    if local.utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset():
+        raise AmbiguousTime("cette heure existe deux fois dans le fuseau du département (passage "
+                            "à l'heure d'hiver)")
+    return local
 
 
 def channel_from(text: str) -> Channel:

@@ -27,7 +27,7 @@ from core.spreadsheets import (EARLIEST_YEAR, LATEST_YEAR, MAX_CELLS, MAX_STRING
 from directory.models import Departement
 from tracking.columns import HEADERS, INDEX, NO, TO_QUALIFY, YES
 from tracking.models import Channel, Motif, Solicitation, Source, Thematique
-from tracking.solicitations import MAX_COMMENT, new_reference
+from tracking.solicitations import MAX_COMMENT, AmbiguousTime, local_instant, new_reference
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 #: A genuine export of 200,000 rows unzips to 131 MB (measured): twice that leaves room for
@@ -280,6 +280,11 @@ def plan(db: Session, rows, allowed: set[str] | None = None) -> _Plan:
             elif channel is Channel.phone_svi:
                 row_errors.append(("Canal", "les appels du SVI sont créés par le service : choisissez un autre canal"))
             occurred_at = check.when(cells, code, row_errors)
+            if occurred_at is not None:  # a new row's hour must name one instant
+                try:
+                    local_instant(occurred_at.replace(tzinfo=None), occurred_at.tzinfo)
+                except AmbiguousTime as exc:
+                    row_errors.append(("Date et heure", f"{exc} : indiquez une heure voisine"))
             if not row_errors and taxo is not None:
                 values = dict(occurred_at=occurred_at, departement_code=code, channel=channel,
                               thematique_id=taxo[0] and taxo[0].id, motif_id=taxo[1] and taxo[1].id,

@@ -59,12 +59,19 @@ def _departement_choices(codes: list[str]) -> list[tuple[str, str]]:
     return _choices((code, f"{code} – {names[code].name}") for code in codes)
 
 
-def _taxonomy():
-    """Active thématiques with their motifs and sous-motifs, in their order."""
+def _taxonomy(held: frozenset[str] = frozenset()):
+    """Active thématiques with their motifs and sous-motifs, in their order, and the retired
+    thématiques `held` names (see MotifEntry.setup)."""
     return db.session().scalars(
-        select(Thematique).where(Thematique.active)
+        select(Thematique).where(Thematique.active | Thematique.key.in_(held))
         .options(selectinload(Thematique.motifs).selectinload(Motif.sous_motifs))
         .order_by(Thematique.position)).all()
+
+
+def _held(row) -> frozenset[str]:
+    """The taxonomy entries `row`'s call holds, as the form's lists name them."""
+    return frozenset(value for r in solicitations.rows_of_call(db.session(), row)
+                     for value in _motif_choice(r).values() if value)
 
 
 def _yes_no(value: str | None) -> bool | None:
@@ -133,16 +140,26 @@ class MotifEntry(FieldGroup):
     motif = SelectField("Motif", validators=[Optional()])
     sous_motif = SelectField("Sous-motif", validators=[Optional()])
 
-    def setup(self, thematiques, number: int | None = None) -> None:
-        """Offer the taxonomy: motifs grouped by thématique, sous-motifs by motif."""
-        self.thematique.choices = _choices([("", "À qualifier")] + [(t.key, t.label) for t in thematiques])
+    def setup(self, thematiques, number: int | None = None,
+              held: frozenset[str] = frozenset()) -> None:
+        """Offer the taxonomy: motifs grouped by thématique, sous-motifs by motif; active
+        entries, and the retired ones `held` names ("them", "them/motif", "them/motif/sous"):
+        a call keeps a motif retired since it was chosen when its form is saved again."""
+        def offered(item, key: str) -> bool:
+            return item.active or key in held
+
+        def label(item) -> str:
+            return item.label if item.active else f"{item.label} (retiré)"
+        them = [t for t in thematiques if offered(t, t.key)]
+        motifs = [(t, m) for t in them for m in t.motifs if offered(m, f"{t.key}/{m.key}")]
+        self.thematique.choices = _choices([("", "À qualifier")] + [(t.key, label(t)) for t in them])
         self.motif.choices = _choices([("", "À qualifier")]) + [
-            choice for t in thematiques for choice in _choices(
-                [(f"{t.key}/{m.key}", m.label) for m in t.motifs if m.active], t.label)]
+            choice for t in them for choice in _choices(
+                [(f"{t.key}/{m.key}", label(m)) for tt, m in motifs if tt is t], label(t))]
         self.sous_motif.choices = _choices([("", "Aucun")]) + [
-            choice for t in thematiques for m in t.motifs if m.active for choice in _choices(
-                [(f"{t.key}/{m.key}/{s.key}", s.label) for s in m.sous_motifs if s.active],
-                f"{t.label} – {m.label}")]
+            choice for t, m in motifs for choice in _choices(
+                [(f"{t.key}/{m.key}/{s.key}", label(s)) for s in m.sous_motifs
+                 if offered(s, f"{t.key}/{m.key}/{s.key}")], f"{label(t)} – {label(m)}")]
         if number is not None:
             for field in (self.thematique, self.motif, self.sous_motif):
                 field.label.text = f"{field.label.text} (motif {number})"
@@ -185,10 +202,10 @@ class QualifyForm(Form):
     resolu = SelectField("Résolu au niveau 1", choices=YES_NO, validators=[Optional()])
     escalade = SelectField("Escaladé à l'assistance nationale", choices=YES_NO, validators=[Optional()])
 
-    def setup(self, thematiques) -> QualifyForm:
-        """Offer the taxonomy on every motif row."""
+    def setup(self, thematiques, held: frozenset[str] = frozenset()) -> QualifyForm:
+        """Offer the taxonomy on every motif row, with the retired entries the call holds."""
         for number, entry in enumerate(self.motifs.entries, start=1):
-            entry.form.setup(thematiques, number)
+            entry.form.setup(thematiques, number, held)
         return self
 
     def specs(self) -> list[tuple[str, str, str | None]]:
@@ -264,7 +281,8 @@ def detail(reference: str):
         "commentaire": first.comment, "resolu": _as_choice(first.resolved_first_level),
         "escalade": _as_choice(first.escalated),
         "etat": solicitations.state_token(db.session(), row)})
-    return _detail_page(row, form.setup(_taxonomy()))
+    held = _held(row)
+    return _detail_page(row, form.setup(_taxonomy(held), held))
 
 
 def _motif_choice(row) -> dict[str, str]:
@@ -291,7 +309,8 @@ def _detail_page(row, form, status: int = 200):
 def qualify(reference: str):
     """Qualify a row with one motif, or split it into several, as `solicitations split` does."""
     row = _row_or_abort(reference)
-    form = QualifyForm().setup(_taxonomy())
+    held = _held(row)
+    form = QualifyForm().setup(_taxonomy(held), held)
     valid = form.validate_on_submit()
     specs = form.specs()
     if not valid or error_count(form):
@@ -335,7 +354,12 @@ def new():
                                form=form), 200 if request.method == "GET" else 400
     code = form.departement.data
     zone = ZoneInfo(listing.zones(db.session())[code])
-    at = datetime.combine(form.jour.data, form.heure.data).replace(tzinfo=zone)
+    try:
+        at = solicitations.local_instant(datetime.combine(form.jour.data, form.heure.data), zone)
+    except solicitations.AmbiguousTime as exc:
+        form.heure.errors = [*form.heure.errors, f"{exc} : indiquez une heure voisine"]
+        return render_template("referents/new.html", title="Ajouter une sollicitation",
+                               form=form), 400
     try:
         row = solicitations.add(
             db.session(), departement=code, occurred_at=at, channel=Channel[form.canal.data],
