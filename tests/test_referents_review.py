@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from audit.models import AuditEntry
 from tests import factories
-from tests.test_web_referents import REF93, ref93  # noqa: F401  (fixture)
+from tests.test_web_referents import ref93  # noqa: F401  (fixture)
 from tests.webclient import form_fields, post_form
 from tracking import solicitations
 from tracking.models import Motif, SousMotif, Solicitation, Thematique
@@ -46,45 +47,27 @@ def _qualification(db) -> list[tuple]:
 
 # --- 1. A retired taxonomy entry is dropped from the call when its page is saved --------------
 
-def test_saving_a_call_whose_thematique_was_retired_keeps_that_motif(app, db, ref93):
+@pytest.mark.parametrize("motifs, model, key", [
     # The call was split into two motifs; the second thématique was retired since (the
-    # taxonomy file no longer lists it). The referent opens the call and only adds a comment.
-    row = _qualified_call(db, [("usage", "doublons", None), ("reglementaire", "question", None)])
-    db.scalars(select(Thematique).where(Thematique.key == "reglementaire")).one().active = False
+    # taxonomy file no longer lists it): the form showed motif 2 as « À qualifier » and saving
+    # it deleted the « Question réglementaire » row.
+    ([("usage", "doublons", None), ("reglementaire", "question", None)], Thematique, "reglementaire"),
+    # A retired sous-motif was silently cleared.
+    ([("assistance_technique", "incident", "lenteur")], SousMotif, "lenteur"),
+    # A motif retired within a thématique still offered: the row showed « À qualifier » and the
+    # save was refused (« choisissez le motif ») until the referent replaced it.
+    ([("usage", "doublons", None), ("usage", "dates", None)], Motif, "dates"),
+], ids=["thematique", "sous-motif", "motif"])
+def test_saving_a_call_whose_taxonomy_entry_was_retired_keeps_it(app, db, ref93, motifs, model, key):
+    row = _qualified_call(db, motifs)
+    db.scalars(select(model).where(model.key == key)).one().active = False
     db.commit()
     before = _qualification(db)
     fields = form_fields(ref93.get(f"/appels/{row.reference}").get_data(as_text=True))
-    fields["commentaire"] = "rappelé le lendemain"
-    ref93.post(f"/appels/{row.reference}/qualifier", data=fields)
-    # Actual: the form showed motif 2 as « À qualifier » (its thématique is not offered), so
-    # the call was saved with one motif: the « Question réglementaire » row was deleted.
-    assert _qualification(db) == before, "the call's retired motif was deleted by the form"
-
-
-def test_saving_a_call_whose_sous_motif_was_retired_keeps_it(app, db, ref93):
-    row = _qualified_call(db, [("assistance_technique", "incident", "lenteur")])
-    db.scalars(select(SousMotif).where(SousMotif.key == "lenteur")).one().active = False
-    db.commit()
-    before = _qualification(db)
-    fields = form_fields(ref93.get(f"/appels/{row.reference}").get_data(as_text=True))
-    fields["commentaire"] = "rappelé le lendemain"
-    ref93.post(f"/appels/{row.reference}/qualifier", data=fields)
-    assert _qualification(db) == before, "the call's retired sous-motif was dropped by the form"
-
-
-def test_saving_a_call_whose_motif_was_retired_unchanged_is_not_refused(app, db, ref93):
-    # Same with a motif retired within a thématique still offered: the page shows the row as
-    # « À qualifier » and refuses to save it (« choisissez le motif ») until the referent
-    # replaces a qualification nobody asked them to change.
-    row = _qualified_call(db, [("usage", "doublons", None), ("usage", "dates", None)])
-    db.scalars(select(Motif).where(Motif.key == "dates")).one().active = False
-    db.commit()
-    before = _qualification(db)
-    fields = form_fields(ref93.get(f"/appels/{row.reference}").get_data(as_text=True))
-    fields["commentaire"] = "rappelé le lendemain"
+    fields["commentaire"] = "rappelé le lendemain"  # the referent only adds a comment
     response = ref93.post(f"/appels/{row.reference}/qualifier", data=fields)
-    assert response.status_code == 302, "saving the call's page unchanged but for the comment was refused"
-    assert _qualification(db) == before
+    assert response.status_code == 302, "saving the call's page but for a comment was refused"
+    assert _qualification(db) == before, "the call's retired entry was dropped by the form"
     assert _rows(db)[0].comment == "rappelé le lendemain"
 
 
