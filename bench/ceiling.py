@@ -54,6 +54,14 @@ class _Form:
         return self._form.getlist(name)
 
 
+def check_signature(validator: RequestValidator, url: str) -> None:
+    """403 unless the request carries Twilio's signature of `url` and its form (constant-time
+    comparison, the twilio library's HMAC-SHA1)."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not hmac.compare_digest(validator.compute_signature(url, _Form(request.form)), signature):
+        abort(403)
+
+
 class _Database:
     """One DBAPI connection per worker process, opened on first use (after gunicorn's fork)."""
 
@@ -96,10 +104,8 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     @app.post("/ivr/voice")
     def voice():
         """Signature checked, the call inserted and committed, fixed TwiML."""
+        check_signature(validator, url)
         form = request.form
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not hmac.compare_digest(validator.compute_signature(url, _Form(form)), signature):
-            abort(403)
         number = form.get("From", "")
         now = datetime.now(UTC)
         at = now.replace(tzinfo=None).isoformat(" ") if database.sqlite else now

@@ -22,11 +22,11 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, request
 from twilio.request_validator import RequestValidator
 
 from bench.bare import TWIML
-from bench.ceiling import _Form
+from bench.ceiling import check_signature
 from core.db import VOICE_LOCK_WAIT, make_engine, open_hot_connection
 
 #: What the welcome step records for a caller who is not offered a département.
@@ -59,10 +59,8 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     @app.post("/ivr/voice")
     def voice():
         """Signature checked, the real step's two statements, fixed TwiML."""
+        check_signature(validator, url)
         form = request.form
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not hmac.compare_digest(validator.compute_signature(url, _Form(form)), signature):
-            abort(403)
         number, sid, now = form.get("From", ""), form["CallSid"], datetime.now(UTC)
         caller = hmac.new(hash_key, number.encode(), hashlib.sha256).hexdigest()
         conn = connection()

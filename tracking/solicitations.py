@@ -238,7 +238,8 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
     comment = checked_comment(comment) or ""
     if occurred_at.tzinfo is None:
         raise SolicitationError("la date doit porter son fuseau horaire")
-    if db.get(Departement, departement) is None:
+    place = db.get(Departement, departement)
+    if place is None:
         raise SolicitationError(f"département inconnu : {departement}")
     row = Solicitation(reference=new_reference(), departement_code=departement,
                        occurred_at=occurred_at, channel=channel, is_primary=True, source=source,
@@ -253,9 +254,10 @@ def add(db: Session, *, departement: str, occurred_at: datetime, channel: Channe
         except tax.TaxonomyError as exc:
             raise SolicitationError(str(exc)) from None
     db.flush()
+    local = occurred_at.astimezone(ZoneInfo(place.timezone))
     record(db, actor, entity="sollicitation", departement_code=departement,
            summary=f"{row.reference} ajoutée ({channel.value})",
-           changes={"Date": (None, occurred_at.isoformat(timespec="minutes")),
+           changes={"Date (heure locale)": (None, f"{local:%d/%m/%Y %H:%M}"),
                     **{name: ("", value) for name, value in _qualification([row]).items()}})
     return row
 
